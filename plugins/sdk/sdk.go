@@ -1,0 +1,288 @@
+// Package sdk is what a Ponte connector author imports.
+//
+// A connector is a separate program that the Ponte host starts and talks to over
+// gRPC (hashicorp/go-plugin). Authors never see that protocol: they implement the
+// plain Go interfaces of this package and hand a constructor to [Serve], so a
+// connector's whole main is:
+//
+//	func main() { sdk.Serve(myconnector.New) }
+//
+// Every connector implements [Connector] (its manifest). It adds the
+// capabilities it has by implementing more interfaces: [WebhookHandler] for
+// inbound webhooks, [Handshaker] for providers that verify a webhook URL with a
+// GET, [ActionInvoker] for actions the host and workflows call, [Poller] for
+// systems without webhooks. Errors that the host must act on are [*Error] values
+// made with [Invalid], [Auth], [NotFound], [RateLimited], [Retryable] and
+// [Permanent]; they cross the process boundary with their kind intact.
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// ProtocolVersion is the major version of the connector protocol this SDK
+// speaks. The host refuses plugins whose version it does not support.
+const ProtocolVersion = 1
+
+// Factory builds a connector. The host passed in reaches the Ponte host's
+// services (emitting events, per-connection state) from inside the plugin.
+type Factory func(host Host) (Connector, error)
+
+// Connector is what every connector implements: a description of itself.
+// Capabilities are added by also implementing [WebhookHandler], [Handshaker],
+// [ActionInvoker] or [Poller].
+type Connector interface {
+	// Manifest describes the connector. It is read once when the plugin starts.
+	Manifest() Manifest
+}
+
+// WebhookHandler verifies and parses an inbound webhook delivery.
+//
+// It returns the normalized events found in the delivery (possibly none, for a
+// ping), or an *Error: Auth for a bad or missing signature (the host answers 401
+// and says nothing of why), Invalid for a body it cannot parse (400).
+type WebhookHandler interface {
+	HandleWebhook(ctx context.Context, conn Connection, req WebhookRequest) (WebhookResult, error)
+}
+
+// Handshaker answers the GET a provider sends to verify a webhook URL (for
+// example Meta's hub.challenge).
+type Handshaker interface {
+	Handshake(ctx context.Context, conn Connection, req WebhookRequest) (HTTPResponse, error)
+}
+
+// ActionInvoker runs the actions the connector declares in its manifest.
+//
+// The call carries an idempotency key that stays the same when the host or a
+// workflow retries the same logical call; pass it to the provider where the
+// provider supports one.
+type ActionInvoker interface {
+	Invoke(ctx context.Context, call ActionCall) (json.RawMessage, error)
+}
+
+// Poller fetches changes from systems that cannot push webhooks. The host stores
+// the returned cursor and passes it back on the next poll.
+type Poller interface {
+	Poll(ctx context.Context, conn Connection, cursor string) (PollResult, error)
+}
+
+// Host is the Ponte host as a plugin sees it. Calls go back to the host process
+// through the plugin broker.
+type Host interface {
+	// Emit hands events to the host, which stores them durably (deduplicated on
+	// the connection and each event's DedupeKey) before it returns.
+	Emit(ctx context.Context, connectionID string, events ...Event) error
+	// GetState reads a small value the connector stored for a connection.
+	// A missing key returns nil and no error.
+	GetState(ctx context.Context, connectionID, key string) ([]byte, error)
+	// SetState stores a small value (at most 64 KiB) for a connection.
+	SetState(ctx context.Context, connectionID, key string, value []byte) error
+}
+
+// Manifest describes a connector to the host and to Ponte's users.
+type Manifest struct {
+	// Name is the connector's stable identifier, e.g. "stripe".
+	Name string `json:"name"`
+	// Version is the connector's own version, e.g. "1.2.0".
+	Version string `json:"version"`
+	// DisplayName is shown to users, e.g. "Stripe".
+	DisplayName string `json:"display_name"`
+	// Description says in a sentence what the connector connects.
+	Description string `json:"description,omitempty"`
+	// Config lists the fields a connection of this connector is configured with.
+	Config []ConfigField `json:"config"`
+	// Events lists the event types the connector emits.
+	Events []EventType `json:"events"`
+	// Actions lists the actions the connector offers.
+	Actions []Action `json:"actions"`
+	// Webhooks is true when the connector receives webhooks.
+	Webhooks bool `json:"webhooks"`
+	// PollInterval, when non-zero, asks the host to call Poll this often.
+	PollInterval time.Duration `json:"poll_interval,omitempty"`
+}
+
+// FieldType is the type of a configuration field.
+type FieldType string
+
+// Configuration field types.
+const (
+	FieldString  FieldType = "string"
+	FieldInteger FieldType = "integer"
+	FieldBoolean FieldType = "boolean"
+)
+
+// ConfigField describes one configuration field of a connection.
+type ConfigField struct {
+	// Name is the key of the field in the configuration object.
+	Name string `json:"name"`
+	// Type is the JSON type of the value.
+	Type FieldType `json:"type"`
+	// Description tells the user what to paste here and where to find it.
+	Description string `json:"description,omitempty"`
+	// Required fields must be present and non-empty.
+	Required bool `json:"required,omitempty"`
+	// Secret fields are encrypted at rest by the host, never returned by its API
+	// and never logged.
+	Secret bool `json:"secret,omitempty"`
+	// Default is used when the field is absent.
+	Default any `json:"default,omitempty"`
+	// Enum, when set, lists the allowed values.
+	Enum []string `json:"enum,omitempty"`
+	// Pattern, when set, is a regular expression a string value must match.
+	Pattern string `json:"pattern,omitempty"`
+}
+
+// EventType describes an event type a connector emits.
+type EventType struct {
+	// Type is the event type, e.g. "checkout.session.completed".
+	Type string `json:"type"`
+	// Description says when the event is emitted.
+	Description string `json:"description,omitempty"`
+}
+
+// Action describes an action a connector offers.
+type Action struct {
+	// Name is the action's identifier, e.g. "create_payment_link".
+	Name string `json:"name"`
+	// Description says what the action does.
+	Description string `json:"description,omitempty"`
+	// Params is the JSON Schema of the action's parameters. The host validates
+	// parameters against it before the call reaches the connector.
+	Params json.RawMessage `json:"params"`
+	// Result is the JSON Schema of the action's result, for documentation.
+	Result json.RawMessage `json:"result,omitempty"`
+}
+
+// Connection is one tenant's configured instance of a connector, as the host
+// passes it on every call.
+type Connection struct {
+	// ID is the connection's identifier in Ponte.
+	ID string
+	// TenantID is the tenant that owns the connection.
+	TenantID string
+	// Config is the connection's configuration as a JSON object, secrets
+	// decrypted, validated against the manifest's Config fields and defaults
+	// applied.
+	Config Config
+}
+
+// Config is a connection's configuration as a JSON object.
+type Config json.RawMessage
+
+// Decode unmarshals the configuration into v, typically a struct with json tags.
+func (c Config) Decode(v any) error {
+	if len(c) == 0 {
+		return json.Unmarshal([]byte("{}"), v)
+	}
+	if err := json.Unmarshal(c, v); err != nil {
+		return fmt.Errorf("decoding connection config: %w", err)
+	}
+	return nil
+}
+
+// WebhookRequest is an inbound HTTP request as the host received it.
+type WebhookRequest struct {
+	// Method is the HTTP method, "POST" or "GET".
+	Method string
+	// Path is the request path after /hooks/{connection}, often empty.
+	Path string
+	// Query is the raw query string.
+	Query string
+	// Headers holds the request headers with canonical names.
+	Headers map[string][]string
+	// Body is the raw request body, exactly as received, for signature checks.
+	Body []byte
+	// ReceivedAt is when the host received the request.
+	ReceivedAt time.Time
+}
+
+// Header returns the first value of the named header (case-insensitive).
+func (r WebhookRequest) Header(name string) string {
+	for k, v := range r.Headers {
+		if len(v) > 0 && equalFold(k, name) {
+			return v[0]
+		}
+	}
+	return ""
+}
+
+func equalFold(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		ca, cb := a[i], b[i]
+		if 'A' <= ca && ca <= 'Z' {
+			ca += 'a' - 'A'
+		}
+		if 'A' <= cb && cb <= 'Z' {
+			cb += 'a' - 'A'
+		}
+		if ca != cb {
+			return false
+		}
+	}
+	return true
+}
+
+// WebhookResult is what a connector found in a webhook delivery.
+type WebhookResult struct {
+	// Events are the normalized events, stored by the host in one transaction.
+	Events []Event
+	// Response, when set, is sent back to the provider instead of the host's
+	// default empty 200 (used by providers that expect a particular body).
+	Response *HTTPResponse
+}
+
+// HTTPResponse is a response the connector wants sent to the provider.
+type HTTPResponse struct {
+	// Status is the HTTP status code; 0 means 200.
+	Status int
+	// Headers are added to the response.
+	Headers map[string]string
+	// Body is the response body.
+	Body []byte
+}
+
+// Event is a normalized event from an external system.
+type Event struct {
+	// DedupeKey identifies the event at its source and stays the same when the
+	// provider redelivers it (e.g. Stripe's event id). The host stores one event
+	// per connection and DedupeKey.
+	DedupeKey string `json:"dedupe_key"`
+	// Type is the event type, one of those declared in the manifest.
+	Type string `json:"type"`
+	// OccurredAt is when the event happened at the source.
+	OccurredAt time.Time `json:"occurred_at"`
+	// Correlation holds the business keys the event concerns (checkout id, order
+	// id, the Ponte payment link id found in metadata, ...). The host derives
+	// workflow ids from them. Keys are documented per connector.
+	Correlation map[string]string `json:"correlation,omitempty"`
+	// Payload is the normalized event body as a JSON object.
+	Payload json.RawMessage `json:"payload"`
+}
+
+// ActionCall is one invocation of a connector action.
+type ActionCall struct {
+	// Connection is the connection the action runs for.
+	Connection Connection
+	// Action is the action's name, one of those declared in the manifest.
+	Action string
+	// Params are the action's parameters, already validated against its schema.
+	Params json.RawMessage
+	// IdempotencyKey is stable across retries of the same logical call.
+	IdempotencyKey string
+}
+
+// PollResult is the outcome of one poll.
+type PollResult struct {
+	// Events found since the cursor passed in.
+	Events []Event
+	// Cursor to pass to the next poll.
+	Cursor string
+	// More is true when the connector has more to fetch right away.
+	More bool
+}
