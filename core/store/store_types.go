@@ -1,0 +1,24 @@
+package store
+
+import (
+	"encoding/json"
+	"errors"
+	"time"
+)
+
+// ErrNotFound is returned when a row does not exist or belongs to another
+// tenant; callers cannot tell the two apart, on purpose.
+var ErrNotFound = errors.New("not found")
+
+// Connection is a tenant's configured instance of a connector, without its
+// secret fields.
+type Connection struct {
+	ID        string          `json:"id"`
+	TenantID  string          `json:"-"`
+	Connector string          `json:"connector"`
+	Name      string          `json:"name"`
+	Status    string          `json:"status"` // "active" or "disabled"
+	Config    json.RawMessage `json:"config"` // non-secret fields only
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
