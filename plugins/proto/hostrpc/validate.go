@@ -1,0 +1,78 @@
+package hostrpc
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/ponte-hub/ponte/plugins/sdk"
+)
+
+// ParamValidator checks action parameters against the JSON Schemas a
+// manifest declares, so that a connector only ever sees parameters that match
+// its schema (as the sdk promises).
+type ParamValidator struct {
+	schemas map[string]*jsonschema.Schema // nil value: the action takes any parameters
+}
+
+// NewParamValidator compiles the parameter schemas of every action in m. It
+// fails when a schema is not valid JSON Schema (draft 2020-12 unless the
+// schema names another draft in $schema).
+func NewParamValidator(m sdk.Manifest) (*ParamValidator, error) {
+	v := &ParamValidator{schemas: make(map[string]*jsonschema.Schema, len(m.Actions))}
+	for _, a := range m.Actions {
+		if len(a.Params) == 0 {
+			v.schemas[a.Name] = nil
+			continue
+		}
+		s, err := CompileSchema(fmt.Sprintf("ponte:%s/actions/%s/params", m.Name, a.Name), a.Params)
+		if err != nil {
+			return nil, fmt.Errorf("action %q: params schema: %w", a.Name, err)
+		}
+		v.schemas[a.Name] = s
+	}
+	return v, nil
+}
+
+// CompileSchema compiles one JSON Schema document, checking it against its
+// meta-schema.
+func CompileSchema(url string, schema json.RawMessage) (*jsonschema.Schema, error) {
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schema))
+	if err != nil {
+		return nil, fmt.Errorf("parsing schema: %w", err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource(url, doc); err != nil {
+		return nil, fmt.Errorf("adding schema: %w", err)
+	}
+	s, err := c.Compile(url)
+	if err != nil {
+		return nil, fmt.Errorf("compiling schema: %w", err)
+	}
+	return s, nil
+}
+
+// Validate returns an *sdk.Error of kind Invalid when action is not declared
+// or params do not match its schema. Empty params are validated as {}.
+func (v *ParamValidator) Validate(action string, params json.RawMessage) error {
+	s, ok := v.schemas[action]
+	if !ok {
+		return sdk.Invalid("unknown action %q", action)
+	}
+	if s == nil {
+		return nil
+	}
+	if len(bytes.TrimSpace(params)) == 0 {
+		params = json.RawMessage("{}")
+	}
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(params))
+	if err != nil {
+		return sdk.Invalid("parameters of action %q are not valid JSON: %v", action, err)
+	}
+	if err := s.Validate(inst); err != nil {
+		return sdk.Invalid("parameters of action %q do not match its schema: %v", action, err)
+	}
+	return nil
+}
