@@ -1,0 +1,63 @@
+package ingress
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/ponte-hub/ponte/core/store"
+	"github.com/ponte-hub/ponte/plugins/sdk"
+)
+
+// ConnectionCache is a ConnectionResolver that reuses each resolved
+// connection for a short time. Only successful lookups are cached, so a
+// connection created a moment ago is found at once and a flood of requests
+// for unknown ids cannot fill memory.
+type ConnectionCache struct {
+	next ConnectionResolver
+	ttl  time.Duration
+	now  func() time.Time
+
+	mu      sync.RWMutex
+	entries map[string]cachedConnection
+}
+
+type cachedConnection struct {
+	conn    store.Connection
+	cfg     sdk.Config
+	expires time.Time
+}
+
+// NewConnectionCache caches next's answers for ttl.
+func NewConnectionCache(next ConnectionResolver, ttl time.Duration) *ConnectionCache {
+	return &ConnectionCache{next: next, ttl: ttl, now: time.Now, entries: map[string]cachedConnection{}}
+}
+
+// ResolvedConnection implements ConnectionResolver.
+func (c *ConnectionCache) ResolvedConnection(ctx context.Context, id string) (store.Connection, sdk.Config, error) {
+	now := c.now()
+	c.mu.RLock()
+	e, ok := c.entries[id]
+	c.mu.RUnlock()
+	if ok && now.Before(e.expires) {
+		return e.conn, e.cfg, nil
+	}
+	conn, cfg, err := c.next.ResolvedConnection(ctx, id)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err != nil {
+		delete(c.entries, id)
+		return conn, cfg, err
+	}
+	// Sweep expired entries now and then so deleted connections do not stay
+	// in memory; the map is as large as the set of live connections.
+	if len(c.entries) > 0 && len(c.entries)%256 == 0 {
+		for k, v := range c.entries {
+			if !now.Before(v.expires) {
+				delete(c.entries, k)
+			}
+		}
+	}
+	c.entries[id] = cachedConnection{conn: conn, cfg: cfg, expires: now.Add(c.ttl)}
+	return conn, cfg, nil
+}

@@ -1,0 +1,128 @@
+package ingress
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ponte-hub/ponte/core/pluginhost"
+	"github.com/ponte-hub/ponte/core/store"
+	"github.com/ponte-hub/ponte/plugins/sdk"
+)
+
+// MaxStateBytes is the largest value a connector may keep under one state key.
+const MaxStateBytes = 64 << 10
+
+// Services is the host side of the plugin host service: what a plugin calls
+// to push events (a linked-device session, a poller) and to keep small
+// per-connection state. Every call is checked against the calling connector,
+// so one plugin cannot write events or read state of another connector's
+// connections.
+type Services struct {
+	conns      ConnectionResolver
+	connectors Connectors
+	sink       EventSink
+	pool       *pgxpool.Pool
+}
+
+var _ pluginhost.Services = (*Services)(nil)
+
+// NewServices returns the host services. Events go through sink (the same
+// Committer ingress uses); state lives in pool's connection_state table.
+// connectors may be nil until the plugin host exists (see [Services.SetConnectors]).
+func NewServices(conns ConnectionResolver, connectors Connectors, sink EventSink, pool *pgxpool.Pool) *Services {
+	return &Services{conns: conns, connectors: connectors, sink: sink, pool: pool}
+}
+
+// SetConnectors sets the registry used to read manifests. The plugin host
+// needs the Services to start plugins and the Services need the plugin host
+// to validate events; this breaks the cycle. Call it before any plugin runs.
+func (s *Services) SetConnectors(c Connectors) { s.connectors = c }
+
+// owned returns the connection if it exists and belongs to connector.
+// Another connector's connection is reported exactly like a missing one.
+func (s *Services) owned(ctx context.Context, connector, connectionID string) (store.Connection, error) {
+	conn, _, err := s.conns.ResolvedConnection(ctx, connectionID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && conn.Connector != connector) {
+		return store.Connection{}, sdk.NotFound("connection %s not found", connectionID)
+	}
+	if err != nil {
+		return store.Connection{}, sdk.Retryable("resolving connection %s: %v", connectionID, err)
+	}
+	return conn, nil
+}
+
+// Emit stores events a plugin pushes, exactly as if they had arrived in a
+// webhook: validated against the connector's manifest, deduplicated, durable
+// when Emit returns.
+func (s *Services) Emit(ctx context.Context, connector, connectionID string, events []sdk.Event) error {
+	conn, err := s.owned(ctx, connector, connectionID)
+	if err != nil {
+		return err
+	}
+	if conn.Status != "active" {
+		return sdk.Permanent("connection %s is %s", connectionID, conn.Status)
+	}
+	if s.connectors == nil {
+		return sdk.Retryable("host is starting")
+	}
+	client, err := s.connectors.Connector(connector)
+	if err != nil {
+		return sdk.Retryable("reading the %s manifest: %v", connector, err)
+	}
+	if err := ValidateEvents(client.Manifest(), events); err != nil {
+		return sdk.Invalid("emitting events: %v", err)
+	}
+	if _, err := s.sink.Commit(ctx, conn.TenantID, conn.ID, events); err != nil {
+		return &sdk.Error{Kind: sdk.KindRetryable, Message: "storing emitted events failed", Err: err}
+	}
+	return nil
+}
+
+// GetState reads a value a connector stored; a missing key is nil, nil.
+func (s *Services) GetState(ctx context.Context, connector, connectionID, key string) ([]byte, error) {
+	if _, err := s.owned(ctx, connector, connectionID); err != nil {
+		return nil, err
+	}
+	var v []byte
+	err := s.pool.QueryRow(ctx,
+		`SELECT value FROM connection_state WHERE connection_id = $1 AND key = $2`,
+		connectionID, key).Scan(&v)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, &sdk.Error{Kind: sdk.KindRetryable, Message: "reading connection state failed", Err: fmt.Errorf("reading state %q of %s: %w", key, connectionID, err)}
+	}
+	return v, nil
+}
+
+// SetState stores a value of at most [MaxStateBytes] under key. A nil value
+// deletes the key.
+func (s *Services) SetState(ctx context.Context, connector, connectionID, key string, value []byte) error {
+	if key == "" || len(key) > 200 || !storableText(key) {
+		return sdk.Invalid("state key must be 1 to 200 bytes of UTF-8 text")
+	}
+	if len(value) > MaxStateBytes {
+		return sdk.Invalid("state value is %d bytes, the limit is %d", len(value), MaxStateBytes)
+	}
+	if _, err := s.owned(ctx, connector, connectionID); err != nil {
+		return err
+	}
+	var err error
+	if value == nil {
+		_, err = s.pool.Exec(ctx, `DELETE FROM connection_state WHERE connection_id = $1 AND key = $2`, connectionID, key)
+	} else {
+		_, err = s.pool.Exec(ctx, `
+INSERT INTO connection_state (connection_id, key, value) VALUES ($1, $2, $3)
+ON CONFLICT (connection_id, key) DO UPDATE SET value = excluded.value, updated_at = now()`,
+			connectionID, key, value)
+	}
+	if err != nil {
+		return &sdk.Error{Kind: sdk.KindRetryable, Message: "writing connection state failed", Err: fmt.Errorf("writing state %q of %s: %w", key, connectionID, err)}
+	}
+	return nil
+}

@@ -1,0 +1,237 @@
+// Package invoke runs connector actions on behalf of a tenant: it checks that
+// the connection is the tenant's and active, that the connector declares the
+// action, and that the parameters match the action's JSON Schema, before the
+// call reaches the plugin.
+//
+// Checking here, in the host, means a workflow or an API caller gets an
+// sdk.Invalid error with a precise message without a round trip to the plugin,
+// and a connector never sees parameters its manifest does not allow.
+package invoke
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/ponte-hub/ponte/core/pluginhost"
+	"github.com/ponte-hub/ponte/core/store"
+	"github.com/ponte-hub/ponte/plugins/sdk"
+)
+
+// Connections resolves a connection with its decrypted configuration.
+// *store.Store implements it.
+type Connections interface {
+	ResolvedConnection(ctx context.Context, id string) (store.Connection, sdk.Config, error)
+}
+
+// Connectors finds the running plugin of a connector. pluginhost.Registry
+// implements it.
+type Connectors interface {
+	Connector(name string) (pluginhost.Client, error)
+}
+
+// Call is one action invocation asked for by a tenant.
+type Call struct {
+	// TenantID is the tenant the call runs for; the connection must be its own.
+	TenantID string
+	// ConnectionID is the connection whose connector runs the action.
+	ConnectionID string
+	// Action is the action's name as the connector's manifest declares it.
+	Action string
+	// Params are the action's parameters as a JSON object (null or empty means {}).
+	Params json.RawMessage
+	// IdempotencyKey is passed to the connector unchanged; it must stay the
+	// same when the same logical call is retried.
+	IdempotencyKey string
+}
+
+// Invoker runs connector actions for tenants. It is safe for concurrent use.
+type Invoker struct {
+	conns      Connections
+	connectors Connectors
+
+	mu      sync.Mutex
+	schemas map[schemaKey]*jsonschema.Schema
+}
+
+// schemaKey identifies a compiled parameter schema. The connector's version is
+// part of it so a plugin upgraded in place (new manifest) is validated against
+// its new schema, not a cached old one.
+type schemaKey struct {
+	connector, version, action string
+}
+
+// New returns an Invoker resolving connections with conns and plugins with
+// connectors.
+func New(conns Connections, connectors Connectors) *Invoker {
+	return &Invoker{conns: conns, connectors: connectors, schemas: map[schemaKey]*jsonschema.Schema{}}
+}
+
+// Invoke checks the call and runs it through the connector's plugin.
+//
+// Errors keep their type so callers can decide: *sdk.Error (KindNotFound for a
+// connection that does not exist or is another tenant's, KindInvalid for a
+// disabled connection, an undeclared action or parameters that fail the
+// schema, and whatever kind the connector returned), or an error wrapping
+// pluginhost.ErrUnavailable or pluginhost.ErrUnknownConnector when the plugin
+// cannot be reached.
+func (inv *Invoker) Invoke(ctx context.Context, call Call) (json.RawMessage, error) {
+	p, err := inv.prepare(ctx, call)
+	if err != nil {
+		return nil, err
+	}
+	out, err := p.client.Invoke(ctx, sdk.ActionCall{
+		Connection:     p.conn,
+		Action:         call.Action,
+		Params:         p.params,
+		IdempotencyKey: call.IdempotencyKey,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("invoking %s action %s on connection %s: %w", p.connector, call.Action, call.ConnectionID, err)
+	}
+	return out, nil
+}
+
+// Validate runs every check Invoke runs (connection, action, parameters)
+// without calling the connector, so a caller can refuse a request up front.
+func (inv *Invoker) Validate(ctx context.Context, call Call) error {
+	_, err := inv.prepare(ctx, call)
+	return err
+}
+
+// prepared is a call that passed every check.
+type prepared struct {
+	conn      sdk.Connection
+	connector string
+	client    pluginhost.Client
+	params    json.RawMessage
+}
+
+func (inv *Invoker) prepare(ctx context.Context, call Call) (prepared, error) {
+	if call.TenantID == "" || call.ConnectionID == "" {
+		return prepared{}, sdk.Invalid("a tenant and a connection are required")
+	}
+	conn, cfg, err := inv.conns.ResolvedConnection(ctx, call.ConnectionID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && conn.TenantID != call.TenantID) {
+		// Another tenant's connection looks exactly like a missing one.
+		return prepared{}, &sdk.Error{Kind: sdk.KindNotFound,
+			Message: fmt.Sprintf("connection %s not found", call.ConnectionID), Err: store.ErrNotFound}
+	}
+	if err != nil {
+		return prepared{}, fmt.Errorf("resolving connection %s: %w", call.ConnectionID, err)
+	}
+	if conn.Status != "active" {
+		return prepared{}, sdk.Invalid("connection %s is %s", call.ConnectionID, conn.Status)
+	}
+	client, err := inv.connectors.Connector(conn.Connector)
+	if err != nil {
+		return prepared{}, fmt.Errorf("finding connector %s: %w", conn.Connector, err)
+	}
+	manifest := client.Manifest()
+	var action *sdk.Action
+	for i := range manifest.Actions {
+		if manifest.Actions[i].Name == call.Action {
+			action = &manifest.Actions[i]
+			break
+		}
+	}
+	if action == nil {
+		return prepared{}, sdk.Invalid("connector %s has no action %q", conn.Connector, call.Action)
+	}
+	params := call.Params
+	if len(bytes.TrimSpace(params)) == 0 || bytes.Equal(bytes.TrimSpace(params), []byte("null")) {
+		params = json.RawMessage("{}")
+	}
+	if err := inv.validateParams(manifest, *action, params); err != nil {
+		return prepared{}, err
+	}
+	return prepared{
+		conn:      sdk.Connection{ID: conn.ID, TenantID: conn.TenantID, Config: cfg},
+		connector: conn.Connector,
+		client:    client,
+		params:    params,
+	}, nil
+}
+
+// validateParams checks params against the action's schema. An action without
+// a schema takes any JSON object.
+func (inv *Invoker) validateParams(m sdk.Manifest, a sdk.Action, params json.RawMessage) error {
+	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(params))
+	if err != nil {
+		return sdk.Invalid("parameters of %s are not valid JSON: %v", a.Name, err)
+	}
+	if _, ok := inst.(map[string]any); !ok {
+		return sdk.Invalid("parameters of %s must be a JSON object", a.Name)
+	}
+	sch, err := inv.schema(m, a)
+	if err != nil {
+		return err
+	}
+	if sch == nil {
+		return nil
+	}
+	if err := sch.Validate(inst); err != nil {
+		var verr *jsonschema.ValidationError
+		if errors.As(err, &verr) {
+			return &sdk.Error{Kind: sdk.KindInvalid, Message: fmt.Sprintf("parameters of %s: %s", a.Name, describe(verr)), Err: err}
+		}
+		return sdk.Invalid("validating parameters of %s: %v", a.Name, err)
+	}
+	return nil
+}
+
+// schema returns the compiled parameter schema of an action, compiling it once
+// per connector version. A schema that does not compile is the connector's
+// bug; the call is refused as permanent rather than sent unchecked.
+func (inv *Invoker) schema(m sdk.Manifest, a sdk.Action) (*jsonschema.Schema, error) {
+	if len(bytes.TrimSpace(a.Params)) == 0 {
+		return nil, nil
+	}
+	key := schemaKey{m.Name, m.Version, a.Name}
+	inv.mu.Lock()
+	sch, ok := inv.schemas[key]
+	inv.mu.Unlock()
+	if ok {
+		return sch, nil
+	}
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(a.Params))
+	if err != nil {
+		return nil, sdk.Permanent("connector %s declares an unreadable schema for %s: %v", m.Name, a.Name, err)
+	}
+	c := jsonschema.NewCompiler()
+	// No loader: a manifest's schema must be self-contained. Without this the
+	// compiler would follow file:// references a plugin put in its schema.
+	c.UseLoader(jsonschema.SchemeURLLoader{})
+	url := "ponte:///" + m.Name + "/" + a.Name + ".params.json"
+	if err := c.AddResource(url, doc); err != nil {
+		return nil, sdk.Permanent("connector %s declares an invalid schema for %s: %v", m.Name, a.Name, err)
+	}
+	sch, err = c.Compile(url)
+	if err != nil {
+		return nil, sdk.Permanent("connector %s declares an invalid schema for %s: %v", m.Name, a.Name, err)
+	}
+	inv.mu.Lock()
+	inv.schemas[key] = sch
+	inv.mu.Unlock()
+	return sch, nil
+}
+
+// describe flattens a validation error into one line naming each failing
+// location, e.g. "at '/amount': minimum: got 0, want 1".
+func describe(verr *jsonschema.ValidationError) string {
+	lines := strings.Split(strings.TrimSpace(verr.Error()), "\n")
+	// The first line only repeats the schema's URL; the causes follow it.
+	if len(lines) > 1 {
+		lines = lines[1:]
+	}
+	for i, l := range lines {
+		lines[i] = strings.TrimLeft(strings.TrimSpace(l), "- ")
+	}
+	return strings.Join(lines, "; ")
+}
