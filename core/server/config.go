@@ -1,0 +1,149 @@
+// Package server assembles the Ponte host: store, plugin host, webhook ingress,
+// dispatcher, Temporal worker and REST API, and runs them until the context
+// ends. `ponte serve` is a thin wrapper around Run.
+package server
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Role is one part of the host that a process can run. A single process runs
+// all of them by default; behind a load balancer they can be split.
+type Role string
+
+// Roles a process can run.
+const (
+	// RoleAPI serves the REST API, its docs and the OpenAPI document.
+	RoleAPI Role = "api"
+	// RoleIngress serves provider webhooks at /hooks/{connection}.
+	RoleIngress Role = "ingress"
+	// RoleWorker runs the Temporal worker and the event dispatcher.
+	RoleWorker Role = "worker"
+)
+
+// AllRoles lists every role, the default.
+var AllRoles = []Role{RoleAPI, RoleIngress, RoleWorker}
+
+// Config is everything `ponte serve` needs, read from the environment by
+// ConfigFromEnv.
+type Config struct {
+	// DatabaseURL is the Postgres connection URL (DATABASE_URL).
+	DatabaseURL string
+	// TemporalAddress is the Temporal frontend host:port (TEMPORAL_ADDRESS).
+	TemporalAddress string
+	// TemporalNamespace is the Temporal namespace (TEMPORAL_NAMESPACE, "default").
+	TemporalNamespace string
+	// MasterKey is the raw PONTE_MASTER_KEY value (base64 or hex of 32 bytes)
+	// that seals connection secrets.
+	MasterKey string
+	// PluginDir holds the connector plugin binaries (PONTE_PLUGIN_DIR).
+	PluginDir string
+	// HTTPAddr is where the HTTP server listens (PONTE_HTTP_ADDR).
+	HTTPAddr string
+	// PublicURL is the externally reachable base URL, used in the webhook URLs
+	// shown to users (PONTE_PUBLIC_URL; defaults to http://HTTPAddr).
+	PublicURL string
+	// TaskQueue is the Temporal task queue of Ponte's workflows
+	// (PONTE_TASK_QUEUE, "ponte"). Deployments sharing one Temporal namespace
+	// give each Ponte installation its own.
+	TaskQueue string
+	// Roles are the parts this process runs (PONTE_ROLES, comma separated).
+	Roles []Role
+	// ShutdownTimeout bounds the graceful shutdown.
+	ShutdownTimeout time.Duration
+	// LogLevel is debug, info, warn or error (PONTE_LOG_LEVEL).
+	LogLevel string
+}
+
+// ConfigFromEnv reads the configuration from the environment, with the
+// defaults of a local setup.
+func ConfigFromEnv() Config {
+	cfg := Config{
+		DatabaseURL:       os.Getenv("DATABASE_URL"),
+		TemporalAddress:   envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+		TemporalNamespace: envOr("TEMPORAL_NAMESPACE", "default"),
+		MasterKey:         os.Getenv("PONTE_MASTER_KEY"),
+		PluginDir:         envOr("PONTE_PLUGIN_DIR", "bin/plugins"),
+		HTTPAddr:          envOr("PONTE_HTTP_ADDR", "127.0.0.1:8080"),
+		PublicURL:         os.Getenv("PONTE_PUBLIC_URL"),
+		TaskQueue:         envOr("PONTE_TASK_QUEUE", "ponte"),
+		ShutdownTimeout:   15 * time.Second,
+		LogLevel:          envOr("PONTE_LOG_LEVEL", "info"),
+	}
+	if roles := os.Getenv("PONTE_ROLES"); roles != "" {
+		cfg.Roles, _ = ParseRoles(roles) // Validate reports a bad value
+		if cfg.Roles == nil {
+			cfg.Roles = []Role{Role("invalid:" + roles)}
+		}
+	}
+	return cfg
+}
+
+// ParseRoles parses a comma-separated list of roles.
+func ParseRoles(s string) ([]Role, error) {
+	var roles []Role
+	for _, part := range strings.Split(s, ",") {
+		r := Role(strings.TrimSpace(part))
+		if r == "" {
+			continue
+		}
+		if !slices.Contains(AllRoles, r) {
+			return nil, fmt.Errorf("unknown role %q (want api, ingress or worker)", r)
+		}
+		if !slices.Contains(roles, r) {
+			roles = append(roles, r)
+		}
+	}
+	if len(roles) == 0 {
+		return nil, errors.New("no roles given")
+	}
+	return roles, nil
+}
+
+// Validate checks the configuration and fills defaults.
+func (c *Config) Validate() error {
+	var problems []string
+	if c.DatabaseURL == "" {
+		problems = append(problems, "DATABASE_URL is not set")
+	}
+	if c.MasterKey == "" {
+		problems = append(problems, "PONTE_MASTER_KEY is not set (32 random bytes, base64; `ponte dev` generates one)")
+	}
+	if len(c.Roles) == 0 {
+		c.Roles = AllRoles
+	}
+	for _, r := range c.Roles {
+		if !slices.Contains(AllRoles, r) {
+			problems = append(problems, fmt.Sprintf("PONTE_ROLES: unknown role %q", strings.TrimPrefix(string(r), "invalid:")))
+		}
+	}
+	if c.PublicURL == "" {
+		c.PublicURL = "http://" + c.HTTPAddr
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.TaskQueue == "" {
+		c.TaskQueue = "ponte"
+	}
+	if c.ShutdownTimeout <= 0 {
+		c.ShutdownTimeout = 15 * time.Second
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("invalid configuration: %s", strings.Join(problems, "; "))
+	}
+	return nil
+}
+
+// Has reports whether the process runs role r.
+func (c Config) Has(r Role) bool { return slices.Contains(c.Roles, r) }
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

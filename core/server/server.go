@@ -1,0 +1,251 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.temporal.io/sdk/client"
+	temporallog "go.temporal.io/sdk/log"
+
+	"github.com/ponte-hub/ponte/core/api"
+	"github.com/ponte-hub/ponte/core/dispatch"
+	"github.com/ponte-hub/ponte/core/ingress"
+	"github.com/ponte-hub/ponte/core/invoke"
+	"github.com/ponte-hub/ponte/core/pluginhost"
+	"github.com/ponte-hub/ponte/core/secrets"
+	"github.com/ponte-hub/ponte/core/store"
+	ponteworker "github.com/ponte-hub/ponte/core/worker"
+	"github.com/ponte-hub/ponte/workflows/paymentlink"
+)
+
+// Version is the running Ponte version, set at build time with
+// -ldflags "-X github.com/ponte-hub/ponte/core/server.Version=...".
+var Version = "dev"
+
+// NewLogger returns the process logger: JSON on stderr at the configured level.
+func NewLogger(level string) *slog.Logger {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		lv = slog.LevelInfo
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lv}))
+}
+
+// Run starts every part of the host the configuration's roles ask for and
+// serves until ctx ends, then shuts down gracefully: HTTP first (no new
+// webhooks), then the worker and dispatcher, then the plugins and the pools.
+func Run(ctx context.Context, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	log := NewLogger(cfg.LogLevel)
+	slog.SetDefault(log)
+
+	masterKey, err := secrets.ParseMasterKey(cfg.MasterKey)
+	if err != nil {
+		return fmt.Errorf("reading PONTE_MASTER_KEY: %w", err)
+	}
+	if err := store.Migrate(ctx, cfg.DatabaseURL); err != nil {
+		return fmt.Errorf("applying migrations: %w", err)
+	}
+	st, err := store.Open(ctx, cfg.DatabaseURL, masterKey)
+	if err != nil {
+		return fmt.Errorf("opening the store: %w", err)
+	}
+	defer st.Close()
+
+	temporal, err := client.Dial(client.Options{
+		HostPort:  cfg.TemporalAddress,
+		Namespace: cfg.TemporalNamespace,
+		Logger:    temporallog.NewStructuredLogger(log.With("component", "temporal")),
+	})
+	if err != nil {
+		return fmt.Errorf("connecting to Temporal at %s: %w", cfg.TemporalAddress, err)
+	}
+	defer temporal.Close()
+
+	metrics := prometheus.NewRegistry()
+	ingressMetrics, err := ingress.NewPrometheusMetrics(metrics)
+	if err != nil {
+		return fmt.Errorf("registering ingress metrics: %w", err)
+	}
+
+	committer := ingress.NewCommitter(st.Pool(), ingress.CommitterConfig{Metrics: ingressMetrics, Logger: log})
+	defer committer.Close()
+	services := ingress.NewServices(st, nil, committer, st.Pool())
+	plugins, err := pluginhost.New(ctx, pluginhost.Options{
+		Dir:      cfg.PluginDir,
+		Services: services,
+		Logger:   log.With("component", "pluginhost"),
+	})
+	if err != nil {
+		return fmt.Errorf("starting connector plugins from %s: %w", cfg.PluginDir, err)
+	}
+	defer plugins.Close()
+	services.SetConnectors(plugins)
+
+	invoker := invoke.New(st, plugins)
+	links := paymentlink.NewService(paymentlink.NewDB(st.Pool()), temporal, cfg.TaskQueue, invoker)
+
+	var wg sync.WaitGroup
+	runCtx, stopBackground := context.WithCancel(ctx)
+	defer func() {
+		stopBackground()
+		wg.Wait()
+	}()
+
+	if cfg.Has(RoleWorker) {
+		deps := ponteworker.Deps{Pool: st.Pool(), Invoker: invoker}
+		w := ponteworker.New(temporal, cfg.TaskQueue, deps)
+		if err := w.Start(); err != nil {
+			return fmt.Errorf("starting the Temporal worker: %w", err)
+		}
+		defer w.Stop()
+		d, err := dispatch.New(dispatch.Config{
+			Pool:     st.Pool(),
+			Router:   ponteworker.Router(deps),
+			Temporal: temporal,
+			Logger:   log.With("component", "dispatch"),
+		})
+		if err != nil {
+			return fmt.Errorf("creating the dispatcher: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := d.Run(runCtx); err != nil {
+				log.Error("dispatcher stopped", "err", err)
+			}
+		}()
+	}
+
+	var hooks http.Handler
+	if cfg.Has(RoleIngress) {
+		hooks, err = ingress.NewHandler(ingress.Config{
+			Connections: st,
+			Connectors:  plugins,
+			Sink:        committer,
+			Metrics:     ingressMetrics,
+			Logger:      log.With("component", "ingress"),
+		})
+		if err != nil {
+			return fmt.Errorf("creating the webhook ingress: %w", err)
+		}
+	}
+
+	handler, err := api.New(api.Deps{
+		Store:        st,
+		Connectors:   plugins,
+		PaymentLinks: paymentLinksAPI{links},
+		Hooks:        hooks,
+		Ready:        readiness(st, temporal, plugins),
+		PublicURL:    cfg.PublicURL,
+		Logger:       log,
+		Metrics:      metrics,
+		Version:      Version,
+	})
+	if err != nil {
+		return fmt.Errorf("building the HTTP API: %w", err)
+	}
+
+	var root http.Handler = handler
+	if !cfg.Has(RoleAPI) {
+		root = withoutAPI(handler)
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", cfg.HTTPAddr, err)
+	}
+	srv := &http.Server{
+		Handler:           root,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(ln) }()
+	log.Info("ponte serving", "addr", ln.Addr().String(), "public_url", cfg.PublicURL,
+		"roles", rolesString(cfg.Roles), "version", Version, "plugins", len(plugins.Manifests()))
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving HTTP: %w", err)
+		}
+	}
+	log.Info("ponte shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		log.Warn("HTTP shutdown did not finish cleanly", "err", err)
+	}
+	return nil
+}
+
+// readiness checks what a request needs: the database, Temporal and every
+// installed plugin running.
+func readiness(st *store.Store, temporal client.Client, plugins pluginhost.Registry) func(context.Context) map[string]error {
+	return func(ctx context.Context) map[string]error {
+		ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		defer cancel()
+		checks := map[string]error{"database": st.Ping(ctx)}
+		if _, err := temporal.CheckHealth(ctx, &client.CheckHealthRequest{}); err != nil {
+			checks["temporal"] = err
+		} else {
+			checks["temporal"] = nil
+		}
+		for _, p := range plugins.Status() {
+			var err error
+			if !p.Running {
+				err = fmt.Errorf("plugin not running: %s", p.Error)
+			}
+			checks["plugin:"+p.Name] = err
+		}
+		return checks
+	}
+}
+
+// paymentLinksAPI adapts the payment link service to the API's interface.
+type paymentLinksAPI struct{ *paymentlink.Service }
+
+func (p paymentLinksAPI) List(ctx context.Context, tenantID, cursor string, limit int) ([]paymentlink.Link, string, error) {
+	return p.Service.List(ctx, tenantID, paymentlink.ListQuery{Cursor: cursor, Limit: limit})
+}
+
+// withoutAPI serves only what a process without the api role offers: webhooks
+// (when it has the ingress role), health, readiness and metrics. Everything
+// else is a problem+json 404, so a load balancer misrouting API calls to an
+// ingress-only node is visible at once.
+func withoutAPI(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.Path
+		if strings.HasPrefix(p, "/hooks/") || p == "/healthz" || p == "/readyz" || p == "/metrics" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/problem+json")
+		w.WriteHeader(http.StatusNotFound)
+		fmt.Fprintf(w, `{"type":"about:blank","title":"Not Found","status":404,"detail":"this node does not run the api role"}`)
+	})
+}
+
+func rolesString(roles []Role) string {
+	s := make([]string, len(roles))
+	for i, r := range roles {
+		s[i] = string(r)
+	}
+	return strings.Join(s, ",")
+}
