@@ -56,6 +56,9 @@ type Config struct {
 	Roles []Role
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
+	// PprofAddr, when set (PONTE_PPROF_ADDR, e.g. 127.0.0.1:6060), serves Go's
+	// profiler there, on a listener of its own so it is never exposed with the API.
+	PprofAddr string
 	// LogLevel is debug, info, warn or error (PONTE_LOG_LEVEL).
 	LogLevel string
 }
@@ -74,6 +77,7 @@ func ConfigFromEnv() Config {
 		TaskQueue:         envOr("PONTE_TASK_QUEUE", "ponte"),
 		ShutdownTimeout:   15 * time.Second,
 		LogLevel:          envOr("PONTE_LOG_LEVEL", "info"),
+		PprofAddr:         os.Getenv("PONTE_PPROF_ADDR"),
 	}
 	if roles := os.Getenv("PONTE_ROLES"); roles != "" {
 		cfg.Roles, _ = ParseRoles(roles) // Validate reports a bad value

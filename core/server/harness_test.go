@@ -265,4 +265,3 @@ func postWebhook(client *http.Client, url string, headers map[string]string, bod
 	resp.Body.Close()
 	return resp.StatusCode, nil
 }
-
