@@ -19,6 +19,8 @@ type Connection struct {
 	Name      string          `json:"name"`
 	Status    string          `json:"status"` // "active" or "disabled"
 	Config    json.RawMessage `json:"config"` // non-secret fields only
-	CreatedAt time.Time       `json:"created_at"`
-	UpdatedAt time.Time       `json:"updated_at"`
+	// SecretFields names the secret fields that hold a value (never the values).
+	SecretFields []string  `json:"secret_fields"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }

@@ -1,0 +1,178 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/danielgtaylor/huma/v2"
+
+	"github.com/ponte-hub/ponte/core/store"
+)
+
+// ConnectionBody is a connection as the API shows it: its non-secret
+// configuration, the names of the secret fields that are set (never their
+// values) and the webhook URL to paste into the provider.
+type ConnectionBody struct {
+	ID           string          `json:"id" example:"con_3kq5x7wz2m4n6p8r0t2v4x6z"`
+	Connector    string          `json:"connector" example:"stripe"`
+	Name         string          `json:"name" example:"Stripe (live)"`
+	Status       string          `json:"status" enum:"active,disabled"`
+	Config       json.RawMessage `json:"config" doc:"The non-secret configuration fields, defaults applied."`
+	SecretFields []string        `json:"secret_fields" doc:"Names of the secret configuration fields that hold a value. Secret values are write-only."`
+	WebhookURL   string          `json:"webhook_url" format:"uri" doc:"Where the provider sends this connection's webhooks."`
+	CreatedAt    time.Time       `json:"created_at"`
+	UpdatedAt    time.Time       `json:"updated_at"`
+}
+
+func (s *server) connectionBody(c store.Connection) ConnectionBody {
+	cfg := c.Config
+	if len(cfg) == 0 {
+		cfg = json.RawMessage(`{}`)
+	}
+	secretFields := c.SecretFields
+	if secretFields == nil {
+		secretFields = []string{}
+	}
+	return ConnectionBody{
+		ID: c.ID, Connector: c.Connector, Name: c.Name, Status: c.Status, Config: cfg,
+		SecretFields: secretFields, WebhookURL: s.publicURL + "/hooks/" + c.ID,
+		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
+	}
+}
+
+type createConnectionInput struct {
+	Body struct {
+		Connector string         `json:"connector" minLength:"1" maxLength:"100" example:"stripe" doc:"The name of an installed connector (GET /v1/connectors)."`
+		Name      string         `json:"name" minLength:"1" maxLength:"200" example:"Stripe (live)"`
+		Config    map[string]any `json:"config,omitempty" doc:"The configuration, secret fields included, as the connector's manifest describes it."`
+	}
+}
+
+type updateConnectionInput struct {
+	ID   string `path:"id" maxLength:"100"`
+	Body struct {
+		Name   *string        `json:"name,omitempty" minLength:"1" maxLength:"200"`
+		Status *string        `json:"status,omitempty" enum:"active,disabled" doc:"A disabled connection keeps its configuration but refuses webhooks."`
+		Config map[string]any `json:"config,omitempty" doc:"A JSON merge patch over the configuration: fields given replace, null removes a field (its default applies again), fields left out keep their value. So secrets need not be sent again."`
+	}
+}
+
+type connectionIDInput struct {
+	ID string `path:"id" maxLength:"100" doc:"The connection's id."`
+}
+
+type listConnectionsInput struct {
+	Connector string `query:"connector" maxLength:"100" doc:"Only connections of this connector."`
+	Cursor    string `query:"cursor" maxLength:"500" doc:"next_cursor of the previous page."`
+	Limit     int    `query:"limit" minimum:"1" maximum:"200" default:"50"`
+}
+
+type connectionOutput struct {
+	Body ConnectionBody
+}
+
+type connectionList struct {
+	Body struct {
+		Data       []ConnectionBody `json:"data"`
+		NextCursor string           `json:"next_cursor" doc:"Cursor of the next page; empty on the last page."`
+	}
+}
+
+func (s *server) registerConnections() {
+	op := operation("create-connection", http.MethodPost, "/v1/connections", "Create a connection", tagConnections, store.ScopeWrite)
+	op.DefaultStatus = http.StatusCreated
+	op.Description = "Validates the configuration against the connector's manifest (unknown fields, required fields, types, enum, pattern), applies defaults, and encrypts the secret fields at rest. Returns the webhook URL to configure at the provider."
+	op.Errors = append(op.Errors, http.StatusUnprocessableEntity)
+	huma.Register(s.api, op, func(ctx context.Context, in *createConnectionInput) (*connectionOutput, error) {
+		m, ok := s.manifest(in.Body.Connector)
+		if !ok {
+			return nil, invalid("unknown connector", store.FieldProblem{Field: "connector", Message: "no installed connector has this name (see GET /v1/connectors)"})
+		}
+		cfg, err := json.Marshal(in.Body.Config)
+		if err != nil {
+			return nil, s.internal(ctx, "encoding connection config", err)
+		}
+		c, err := s.deps.Store.CreateConnection(ctx, tenant(ctx), store.NewConnection{
+			Connector: m.Name, Name: in.Body.Name, Config: cfg, Fields: m.Config,
+		})
+		if err != nil {
+			return nil, s.storeError(ctx, "creating connection", "tenant not found", err)
+		}
+		return &connectionOutput{Body: s.connectionBody(c)}, nil
+	})
+
+	op = operation("list-connections", http.MethodGet, "/v1/connections", "List connections", tagConnections, store.ScopeRead)
+	op.Errors = append(op.Errors, http.StatusBadRequest)
+	huma.Register(s.api, op, func(ctx context.Context, in *listConnectionsInput) (*connectionList, error) {
+		conns, next, err := s.deps.Store.ListConnections(ctx, tenant(ctx), store.ConnectionFilter{Connector: in.Connector, Cursor: in.Cursor, Limit: in.Limit})
+		if err != nil {
+			return nil, s.storeError(ctx, "listing connections", "", err)
+		}
+		out := &connectionList{}
+		out.Body.Data = make([]ConnectionBody, len(conns))
+		for i, c := range conns {
+			out.Body.Data[i] = s.connectionBody(c)
+		}
+		out.Body.NextCursor = next
+		return out, nil
+	})
+
+	op = operation("get-connection", http.MethodGet, "/v1/connections/{id}", "Get a connection", tagConnections, store.ScopeRead)
+	op.Errors = append(op.Errors, http.StatusNotFound)
+	huma.Register(s.api, op, func(ctx context.Context, in *connectionIDInput) (*connectionOutput, error) {
+		c, err := s.deps.Store.GetConnection(ctx, tenant(ctx), in.ID)
+		if err != nil {
+			return nil, s.storeError(ctx, "reading connection", "connection not found", err)
+		}
+		return &connectionOutput{Body: s.connectionBody(c)}, nil
+	})
+
+	op = operation("update-connection", http.MethodPatch, "/v1/connections/{id}", "Update a connection", tagConnections, store.ScopeWrite)
+	op.Description = "Renames, disables or re-enables a connection, or changes its configuration. The configuration is merged (JSON merge patch): secret fields left out keep their stored value."
+	op.Errors = append(op.Errors, http.StatusNotFound, http.StatusUnprocessableEntity)
+	huma.Register(s.api, op, func(ctx context.Context, in *updateConnectionInput) (*connectionOutput, error) {
+		tenantID := tenant(ctx)
+		u := store.ConnectionUpdate{Name: in.Body.Name, Status: in.Body.Status}
+		if in.Body.Config != nil {
+			// The manifest is needed to validate the merged configuration;
+			// look the connection up first so another tenant's id is a 404,
+			// not a hint about which connector it uses.
+			cur, err := s.deps.Store.GetConnection(ctx, tenantID, in.ID)
+			if err != nil {
+				return nil, s.storeError(ctx, "reading connection", "connection not found", err)
+			}
+			m, ok := s.manifest(cur.Connector)
+			if !ok {
+				return nil, huma.Error409Conflict("the connector " + cur.Connector + " is not installed, so its configuration cannot be validated; name and status can still be changed")
+			}
+			cfg, err := json.Marshal(in.Body.Config)
+			if err != nil {
+				return nil, s.internal(ctx, "encoding connection config", err)
+			}
+			u.Config, u.Fields = cfg, m.Config
+		}
+		c, err := s.deps.Store.UpdateConnection(ctx, tenantID, in.ID, u)
+		if err != nil {
+			return nil, s.storeError(ctx, "updating connection", "connection not found", err)
+		}
+		return &connectionOutput{Body: s.connectionBody(c)}, nil
+	})
+
+	op = operation("delete-connection", http.MethodDelete, "/v1/connections/{id}", "Delete a connection", tagConnections, store.ScopeWrite)
+	op.DefaultStatus = http.StatusNoContent
+	op.Description = "Deletes the connection with its stored events. A connection that payment links refer to cannot be deleted (409); disable it instead."
+	op.Errors = append(op.Errors, http.StatusNotFound, http.StatusConflict)
+	huma.Register(s.api, op, func(ctx context.Context, in *connectionIDInput) (*struct{}, error) {
+		err := s.deps.Store.DeleteConnection(ctx, tenant(ctx), in.ID)
+		if errors.Is(err, store.ErrConnectionInUse) {
+			return nil, huma.Error409Conflict("payment links refer to this connection; disable it instead (PATCH status=disabled)")
+		}
+		if err != nil {
+			return nil, s.storeError(ctx, "deleting connection", "connection not found", err)
+		}
+		return nil, nil
+	})
+}
