@@ -70,6 +70,12 @@ type Delivery struct {
 	// delivered, with the reason, and not retried.
 	SignalOnly   bool
 	IfNotRunning func(ctx context.Context) error
+	// Apply, when set, makes this an in-process delivery: the event is applied
+	// by this function (updating contacts from an inbound message, a message
+	// status to the ledger) and no workflow is signalled. Delivery being at
+	// least once, Apply must be idempotent. Its errors are retried with
+	// backoff unless [Permanent].
+	Apply func(ctx context.Context) error
 }
 
 // Router maps an event to the deliveries it needs; none means no workflow
@@ -407,6 +413,9 @@ func (d *Dispatcher) deliver(ctx context.Context, ev Event) outcome {
 func joinNotes(notes []string) string { return strings.Join(notes, "; ") }
 
 func (d *Dispatcher) send(ctx context.Context, dl Delivery) error {
+	if dl.Apply != nil {
+		return dl.Apply(ctx)
+	}
 	if dl.SignalOnly {
 		err := d.cfg.Temporal.SignalWorkflow(ctx, dl.WorkflowID, "", dl.SignalName, dl.SignalArg)
 		var nf *serviceerror.NotFound

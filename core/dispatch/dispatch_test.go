@@ -352,6 +352,12 @@ func TestIntegrationDispatchOutcomes(t *testing.T) {
 			}}}, nil
 		case "closed-no-fallback":
 			return []Delivery{{WorkflowID: "done", SignalOnly: true, SignalName: "s"}}, nil
+		case "apply-ok":
+			return []Delivery{{Apply: func(context.Context) error { applied.Add(1); return nil }}}, nil
+		case "apply-transient":
+			return []Delivery{{Apply: func(context.Context) error { return errors.New("contacts table locked") }}}, nil
+		case "apply-permanent":
+			return []Delivery{{Apply: func(context.Context) error { return Permanent(errors.New("malformed message")) }}}, nil
 		case "route-permanent":
 			return nil, Permanent(errors.New("cannot route"))
 		case "route-transient":
@@ -363,7 +369,8 @@ func TestIntegrationDispatchOutcomes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cases := []string{"closed-applied", "closed-ignored", "closed-no-fallback", "route-permanent", "route-transient", "none"}
+	cases := []string{"closed-applied", "closed-ignored", "closed-no-fallback", "route-permanent", "route-transient", "none",
+		"apply-ok", "apply-transient", "apply-permanent"}
 	ids := insertEvents(t, pool, len(cases), func(i int) string { return fmt.Sprintf(`{"case":%q}`, cases[i]) })
 	if _, err := d.DispatchOnce(context.Background()); err != nil {
 		t.Fatal(err)
@@ -375,12 +382,15 @@ func TestIntegrationDispatchOutcomes(t *testing.T) {
 		ids[3]: {Dispatched: true, LastError: "routing: cannot route"},
 		ids[4]: {Dispatched: false, Attempts: 1, LastError: "routing: database hiccup"},
 		ids[5]: {Dispatched: true},
+		ids[6]: {Dispatched: true},
+		ids[7]: {Dispatched: false, Attempts: 1, LastError: "contacts table locked"},
+		ids[8]: {Dispatched: true, LastError: "malformed message"},
 	}
 	if diff := cmp.Diff(want, states(t, pool)); diff != "" {
 		t.Errorf("outcomes (-want +got):\n%s", diff)
 	}
-	if applied.Load() != 1 {
-		t.Errorf("IfNotRunning applied %d times, want 1", applied.Load())
+	if applied.Load() != 2 {
+		t.Errorf("IfNotRunning and Apply applied %d times, want 2", applied.Load())
 	}
 }
 
