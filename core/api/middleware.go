@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -155,6 +156,14 @@ func (s *server) accessLog(m *httpMetrics) gin.HandlerFunc {
 			level = slog.LevelError
 		case route == "/healthz" || route == "/readyz" || route == "/metrics":
 			level = slog.LevelDebug // probes and scrapes would drown the log
+		case status < 300 && strings.HasPrefix(route, "/hooks/"):
+			// Accepted webhooks come by the thousand per second; the ingress
+			// metrics count them, and a line each would cost more than the
+			// delivery. Rejections stay at info.
+			level = slog.LevelDebug
+		}
+		if !s.log.Enabled(c.Request.Context(), level) {
+			return
 		}
 		attrs := []slog.Attr{
 			slog.String("method", c.Request.Method),

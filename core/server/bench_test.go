@@ -206,3 +206,55 @@ func BenchmarkIngressStripe(b *testing.B) {
 		b.Errorf("lost %d, duplicated %d, non-200 %d", lost, duplicated, total-ok)
 	}
 }
+
+// rssBytes reads a process's resident set size from /proc.
+func rssBytes(tb testing.TB, pid int) int64 {
+	tb.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		tb.Fatalf("reading the status of process %d: %v", pid, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, err := strconv.ParseInt(strings.Fields(line)[1], 10, 64)
+			if err != nil {
+				tb.Fatal(err)
+			}
+			return kb << 10
+		}
+	}
+	tb.Fatalf("no VmRSS for process %d", pid)
+	return 0
+}
+
+// BenchmarkIdleMemory is the memory figure of `make bench`: the resident
+// memory of an idle `ponte serve` (all roles: API, ingress, worker and
+// dispatcher connected to Postgres and Temporal) plus its Stripe plugin, after
+// a connection was made and one webhook handled, then PONTE_BENCH_IDLE_SECONDS
+// (default 20) of idleness.
+func BenchmarkIdleMemory(b *testing.B) {
+	in := newInstallation(b)
+	serve := in.start()
+	const secret = "whsec_bench_idle"
+	_, webhookURL := in.connectStripe(secret)
+	body, sig := stripeEvent(b, secret, "evt_idle_1", "payment_intent.succeeded", map[string]any{
+		"id": "pi_idle", "object": "payment_intent", "amount": 100, "currency": "eur", "status": "succeeded",
+	})
+	if status, err := postWebhook(http.DefaultClient, webhookURL, map[string]string{"Stripe-Signature": sig}, body); err != nil || status != http.StatusOK {
+		b.Fatalf("warm-up webhook: status %d, err %v", status, err)
+	}
+	time.Sleep(time.Duration(benchEnv("PONTE_BENCH_IDLE_SECONDS", 20)) * time.Second)
+
+	plugins := serve.pluginPIDs(b)
+	if len(plugins) != 1 {
+		b.Fatalf("plugin pids = %v, want the Stripe plugin alone", plugins)
+	}
+	serveRSS := rssBytes(b, serve.cmd.Process.Pid)
+	pluginRSS := rssBytes(b, plugins[0])
+	const mb = 1 << 20
+	b.ReportMetric(float64(serveRSS+pluginRSS)/mb, "total-MB")
+	b.ReportMetric(float64(serveRSS)/mb, "serve-MB")
+	b.ReportMetric(float64(pluginRSS)/mb, "stripe-plugin-MB")
+	fmt.Printf("idle memory: ponte serve %.1f MB + stripe plugin %.1f MB = %.1f MB RSS (target < 120 MB)\nmachine: %s\n",
+		float64(serveRSS)/mb, float64(pluginRSS)/mb, float64(serveRSS+pluginRSS)/mb, machine())
+}

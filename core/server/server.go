@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -50,6 +51,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	log := NewLogger(cfg.LogLevel)
 	slog.SetDefault(log)
+	if os.Getenv("GOGC") == "" {
+		// The live heap is tens of MB; at thousands of webhooks per second the
+		// default GOGC=100 spends a fifth of the CPU collecting it. 200 halves
+		// that for a few MB more.
+		debug.SetGCPercent(200)
+	}
 
 	masterKey, err := secrets.ParseMasterKey(cfg.MasterKey)
 	if err != nil {
