@@ -27,8 +27,13 @@ import (
 // speaks. The host refuses plugins whose version it does not support.
 const ProtocolVersion = 1
 
-// Factory builds a connector. The host passed in reaches the Ponte host's
-// services (emitting events, per-connection state) from inside the plugin.
+// Factory builds a connector. It is what a connector package exports (by
+// convention New) and hands to [Serve]; Serve calls it once per plugin process,
+// after the host has connected. The [Host] passed in reaches the Ponte host's
+// services (emitting events, per-connection state) from inside the plugin;
+// keep it in the connector. A Factory should be cheap and make no network
+// calls: per-connection work belongs in the calls that carry a [Connection].
+// Tests call the Factory themselves with an in-memory Host.
 type Factory func(host Host) (Connector, error)
 
 // Connector is what every connector implements: a description of itself.
@@ -44,13 +49,30 @@ type Connector interface {
 // It returns the normalized events found in the delivery (possibly none, for a
 // ping), or an *Error: Auth for a bad or missing signature (the host answers 401
 // and says nothing of why), Invalid for a body it cannot parse (400).
+//
+// Verify the signature over the raw req.Body before trusting anything in it
+// (see [VerifyHMACSHA256Hex]), and give every event the provider's own event
+// id (or another value stable across redeliveries) as DedupeKey: providers
+// deliver at least once, and the host stores one event per connection and
+// DedupeKey. Other kinds the host answers as follows: NotFound 404,
+// RateLimited 429 with Retry-After, anything else 500 (so the provider
+// retries). The Message of an Invalid or NotFound error is sent to the
+// provider, so it must not carry secrets.
 type WebhookHandler interface {
+	// HandleWebhook is called for every POST to the connection's webhook URL
+	// (a GET goes to [Handshaker]). The host stores the returned events in one
+	// transaction and answers 200 only after they are committed.
 	HandleWebhook(ctx context.Context, conn Connection, req WebhookRequest) (WebhookResult, error)
 }
 
 // Handshaker answers the GET a provider sends to verify a webhook URL (for
-// example Meta's hub.challenge).
+// example Meta's hub.challenge). Connectors of providers that never send such
+// a GET do not implement it.
 type Handshaker interface {
+	// Handshake is called for a GET to the connection's webhook URL; the host
+	// sends the returned response to the provider as is. Return an Auth error
+	// when the request does not prove it comes from the provider (a wrong
+	// verify token), so the host answers 401.
 	Handshake(ctx context.Context, conn Connection, req WebhookRequest) (HTTPResponse, error)
 }
 
@@ -59,18 +81,37 @@ type Handshaker interface {
 // The call carries an idempotency key that stays the same when the host or a
 // workflow retries the same logical call; pass it to the provider where the
 // provider supports one.
+//
+// Map the provider's failures to error kinds, because the host and Temporal's
+// retry policy act on them: a 429 to [RateLimited] with the provider's
+// Retry-After, 5xx and network errors to [Retryable], 401/403 to [Auth], 404
+// to [NotFound], a refused request to [Invalid].
 type ActionInvoker interface {
+	// Invoke runs call.Action with call.Params (already validated against the
+	// action's Params schema) and returns its result as JSON (an object,
+	// ideally matching the action's Result schema). The host only sends
+	// actions declared in the manifest.
 	Invoke(ctx context.Context, call ActionCall) (json.RawMessage, error)
 }
 
 // Poller fetches changes from systems that cannot push webhooks. The host stores
-// the returned cursor and passes it back on the next poll.
+// the returned cursor and passes it back on the next poll. Set
+// [Manifest].PollInterval to have the host poll each connection that often.
 type Poller interface {
+	// Poll returns the changes after cursor (an empty cursor on a
+	// connection's first poll; the connector decides where that starts) and
+	// the cursor to resume from. Events need stable DedupeKeys, as for
+	// webhooks: after a crash the host may poll the same cursor again.
 	Poll(ctx context.Context, conn Connection, cursor string) (PollResult, error)
 }
 
 // Host is the Ponte host as a plugin sees it. Calls go back to the host process
-// through the plugin broker.
+// through the plugin broker. A connector receives its Host from its [Factory]
+// and uses it for work the host does not ask for: events the connector finds
+// on its own (a long-lived stream, a background job) and small values kept
+// per connection (a resume token, a provider's subscription id). Values that
+// must survive a plugin restart belong here, not in the connector's memory.
+// In tests, use an in-memory Host (plugins/testkit provides MemoryHost).
 type Host interface {
 	// Emit hands events to the host, which stores them durably (deduplicated on
 	// the connection and each event's DedupeKey) before it returns.
@@ -78,13 +119,18 @@ type Host interface {
 	// GetState reads a small value the connector stored for a connection.
 	// A missing key returns nil and no error.
 	GetState(ctx context.Context, connectionID, key string) ([]byte, error)
-	// SetState stores a small value (at most 64 KiB) for a connection.
+	// SetState stores a small value (at most [MaxStateSize] bytes) for a
+	// connection; larger values are refused with an Invalid error.
 	SetState(ctx context.Context, connectionID, key string, value []byte) error
 }
 
-// Manifest describes a connector to the host and to Ponte's users.
+// Manifest describes a connector to the host and to Ponte's users. Return it
+// from [Connector].Manifest; the host reads it once per plugin start, uses
+// Config to validate and encrypt connections' configuration and Actions to
+// validate parameters, and shows it in its API.
 type Manifest struct {
-	// Name is the connector's stable identifier, e.g. "stripe".
+	// Name is the connector's stable identifier, e.g. "stripe": lower-case
+	// snake case, since the binary is named ponte-connector-<name>.
 	Name string `json:"name"`
 	// Version is the connector's own version, e.g. "1.2.0".
 	Version string `json:"version"`
@@ -104,17 +150,23 @@ type Manifest struct {
 	PollInterval time.Duration `json:"poll_interval,omitempty"`
 }
 
-// FieldType is the type of a configuration field.
+// FieldType is the JSON type of a configuration field ([ConfigField].Type).
+// The host validates a connection's configuration against it, so the
+// connector can decode each field into the matching Go type with
+// [Config.Decode].
 type FieldType string
 
-// Configuration field types.
+// Configuration field types: FieldString decodes into a string, FieldInteger
+// into an integer type, FieldBoolean into a bool.
 const (
 	FieldString  FieldType = "string"
 	FieldInteger FieldType = "integer"
 	FieldBoolean FieldType = "boolean"
 )
 
-// ConfigField describes one configuration field of a connection.
+// ConfigField describes one configuration field of a connection, listed in
+// [Manifest].Config. Mark every credential (API key, signing secret, token)
+// Secret.
 type ConfigField struct {
 	// Name is the key of the field in the configuration object.
 	Name string `json:"name"`
@@ -135,7 +187,9 @@ type ConfigField struct {
 	Pattern string `json:"pattern,omitempty"`
 }
 
-// EventType describes an event type a connector emits.
+// EventType describes an event type a connector emits, listed in
+// [Manifest].Events. Events of a type the manifest does not declare are
+// refused as a connector bug.
 type EventType struct {
 	// Type is the event type, e.g. "checkout.session.completed".
 	Type string `json:"type"`
@@ -143,7 +197,8 @@ type EventType struct {
 	Description string `json:"description,omitempty"`
 }
 
-// Action describes an action a connector offers.
+// Action describes an action a connector offers, listed in [Manifest].Actions
+// and run by the connector's [ActionInvoker].
 type Action struct {
 	// Name is the action's identifier, e.g. "create_payment_link".
 	Name string `json:"name"`
@@ -157,7 +212,9 @@ type Action struct {
 }
 
 // Connection is one tenant's configured instance of a connector, as the host
-// passes it on every call.
+// passes it on every call. A connector keeps nothing about a connection that
+// it cannot rebuild from this value or from its [Host] state; key anything it
+// caches by ID, and log ID and TenantID, never Config.
 type Connection struct {
 	// ID is the connection's identifier in Ponte.
 	ID string
@@ -169,10 +226,14 @@ type Connection struct {
 	Config Config
 }
 
-// Config is a connection's configuration as a JSON object.
+// Config is a connection's configuration as a JSON object, with the
+// [Manifest]'s Config fields as keys. Read it with [Config.Decode].
 type Config json.RawMessage
 
-// Decode unmarshals the configuration into v, typically a struct with json tags.
+// Decode unmarshals the configuration into v, typically a pointer to a struct
+// whose json tags are the manifest's field names. An empty Config leaves v
+// unchanged. A failure means the configuration does not match the struct;
+// report it as [Permanent], since retrying cannot help.
 func (c Config) Decode(v any) error {
 	if len(c) == 0 {
 		return json.Unmarshal([]byte("{}"), v)
@@ -183,7 +244,9 @@ func (c Config) Decode(v any) error {
 	return nil
 }
 
-// WebhookRequest is an inbound HTTP request as the host received it.
+// WebhookRequest is an inbound HTTP request as the host received it, passed to
+// [WebhookHandler] and [Handshaker]. Tests build one by hand or load a
+// recorded fixture (plugins/testkit).
 type WebhookRequest struct {
 	// Method is the HTTP method, "POST" or "GET".
 	Method string
@@ -195,11 +258,15 @@ type WebhookRequest struct {
 	Headers map[string][]string
 	// Body is the raw request body, exactly as received, for signature checks.
 	Body []byte
-	// ReceivedAt is when the host received the request.
+	// ReceivedAt is when the host received the request. Check signed
+	// timestamps against it rather than time.Now, so a replayed fixture gives
+	// the same answer every time.
 	ReceivedAt time.Time
 }
 
-// Header returns the first value of the named header (case-insensitive).
+// Header returns the first value of the named header, matching the name
+// case-insensitively, or "" when the header is absent. Use it for signature
+// and event-type headers, whatever spelling the provider uses.
 func (r WebhookRequest) Header(name string) string {
 	for k, v := range r.Headers {
 		if len(v) > 0 && equalFold(k, name) {
@@ -228,7 +295,10 @@ func equalFold(a, b string) bool {
 	return true
 }
 
-// WebhookResult is what a connector found in a webhook delivery.
+// WebhookResult is what a connector found in a webhook delivery, returned by
+// [WebhookHandler].HandleWebhook. A delivery with nothing of interest (a ping,
+// an event type the connector ignores) returns a zero WebhookResult, so the
+// host answers 200 and the provider stops retrying.
 type WebhookResult struct {
 	// Events are the normalized events, stored by the host in one transaction.
 	Events []Event
@@ -237,7 +307,8 @@ type WebhookResult struct {
 	Response *HTTPResponse
 }
 
-// HTTPResponse is a response the connector wants sent to the provider.
+// HTTPResponse is a response the connector wants sent to the provider: the
+// answer of a [Handshaker], or [WebhookResult].Response.
 type HTTPResponse struct {
 	// Status is the HTTP status code; 0 means 200.
 	Status int
@@ -247,7 +318,9 @@ type HTTPResponse struct {
 	Body []byte
 }
 
-// Event is a normalized event from an external system.
+// Event is a normalized event from an external system, returned in a
+// [WebhookResult] or [PollResult] or passed to [Host].Emit. The host stores it
+// and routes it to the workflows waiting for it.
 type Event struct {
 	// DedupeKey identifies the event at its source and stays the same when the
 	// provider redelivers it (e.g. Stripe's event id). The host stores one event
@@ -265,7 +338,8 @@ type Event struct {
 	Payload json.RawMessage `json:"payload"`
 }
 
-// ActionCall is one invocation of a connector action.
+// ActionCall is one invocation of a connector action, passed to
+// [ActionInvoker].Invoke.
 type ActionCall struct {
 	// Connection is the connection the action runs for.
 	Connection Connection
@@ -273,16 +347,20 @@ type ActionCall struct {
 	Action string
 	// Params are the action's parameters, already validated against its schema.
 	Params json.RawMessage
-	// IdempotencyKey is stable across retries of the same logical call.
+	// IdempotencyKey is stable across retries of the same logical call. Pass
+	// it to the provider (e.g. as an Idempotency-Key header) where the
+	// provider supports one, so a retried call does not act twice.
 	IdempotencyKey string
 }
 
-// PollResult is the outcome of one poll.
+// PollResult is the outcome of one poll, returned by [Poller].Poll.
 type PollResult struct {
 	// Events found since the cursor passed in.
 	Events []Event
-	// Cursor to pass to the next poll.
+	// Cursor to pass to the next poll. When nothing changed, return the
+	// cursor you were given: an empty cursor starts again from the beginning.
 	Cursor string
-	// More is true when the connector has more to fetch right away.
+	// More is true when the connector has more to fetch right away (it
+	// returned a full page); the host then polls again without waiting.
 	More bool
 }
