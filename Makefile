@@ -19,7 +19,6 @@ PLUGINS := $(wildcard connectors/*/cmd/*)
 # 2 cores: two test binaries at a time; each starts its own servers.
 TEST_P ?= 2
 TEST_TIMEOUT ?= 18m
-BENCHTIME ?= 2s
 
 # built_from(binary,module,version) succeeds when the binary's Go build
 # information names that main module version (the tools print a placeholder
@@ -70,13 +69,19 @@ lint: ## go vet and staticcheck
 	$(GO) vet ./...
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
-bench: tools postgres ## Run the benchmarks and print the machine they ran on
+bench: tools postgres ## Run the benchmarks behind the figures in the issues and print the machine they ran on
 	@echo "machine: $$(uname -a)"
 	@echo "cores:   $$(nproc)"
 	@echo "cpu:     $$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
 	@echo "memory:  $$(awk '/MemTotal/ {printf "%.1f GB", $$2/1048576}' /proc/meminfo)"
 	@echo "go:      $$($(GO) version)"
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCHTIME) -timeout 30m ./...
+	@echo
+	@echo "== plugin action round trip (host -> plugin -> host, no I/O in the plugin; target p50 < 200 µs)"
+	$(GO) test -run '^$$' -bench 'BenchmarkActionRoundTrip$$' -benchtime 20000x ./core/pluginhost
+	@echo
+	@echo "== webhook ingress through ponte serve + the Stripe plugin + Postgres (target >= 3000/s, p99 < 50 ms)"
+	@echo "== and idle memory of ponte serve + the Stripe plugin (target < 120 MB)"
+	$(GO) test -run '^$$' -bench 'BenchmarkIngressStripe$$|BenchmarkIdleMemory$$' -benchtime 1x -timeout 20m ./core/server
 
 generate: ## Regenerate generated code (go generate ./...)
 	$(GO) generate ./...

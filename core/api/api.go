@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 	"github.com/danielgtaylor/huma/v2/adapters/humagin"
@@ -95,6 +96,17 @@ type Deps struct {
 	Metrics *prometheus.Registry
 	// Version is the running Ponte version, shown in the OpenAPI document.
 	Version string
+	// Inbox is the contacts and conversations service (core/contacts). Nil
+	// leaves the inbox and contacts operations unregistered; when set,
+	// Sender and InboxStream are required too.
+	Inbox Inbox
+	// Sender sends agents' replies in conversations (core/messaging).
+	Sender Sender
+	// InboxStream feeds GET /v1/stream (a *contacts.Hub).
+	InboxStream InboxStream
+	// StreamHeartbeat is how often an idle GET /v1/stream sends a comment
+	// line; zero means 15 s.
+	StreamHeartbeat time.Duration
 }
 
 type server struct {
@@ -109,6 +121,9 @@ type server struct {
 func New(deps Deps) (*gin.Engine, error) {
 	if deps.Store == nil || deps.Connectors == nil || deps.PaymentLinks == nil {
 		return nil, errors.New("api: Store, Connectors and PaymentLinks are required")
+	}
+	if deps.Inbox != nil && (deps.Sender == nil || deps.InboxStream == nil) {
+		return nil, errors.New("api: Inbox needs Sender and InboxStream")
 	}
 	publicURL, err := checkPublicURL(deps.PublicURL)
 	if err != nil {
@@ -154,6 +169,9 @@ func New(deps Deps) (*gin.Engine, error) {
 	s.registerEvents()
 	s.registerPaymentLinks()
 	s.registerAPIKeys()
+	s.registerUsers()
+	s.registerInbox()
+	s.registerContacts()
 
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(deps.Metrics, promhttp.HandlerOpts{Registry: deps.Metrics})))
 	if deps.Hooks != nil {

@@ -54,6 +54,7 @@ type fixture struct {
 	eventA  int64
 	eventB  int64
 	linkA   string
+	inbox   *inboxFixture // users, contacts and conversations (inbox_fixture_test.go)
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -126,12 +127,17 @@ func newFixture(t *testing.T) *fixture {
 	}
 	f.linkA = l.ID
 	f.pl.calls = nil
+	f.setUpInbox(t)
 
 	f.h, err = api.New(api.Deps{
-		Store:        st,
-		Connectors:   fakeRegistry{},
-		PaymentLinks: f.pl,
-		Hooks:        fakeHooks{},
+		Inbox:           f.inbox.svc,
+		Sender:          f.inbox.sender,
+		InboxStream:     f.inbox.hub,
+		StreamHeartbeat: 50 * time.Millisecond,
+		Store:           st,
+		Connectors:      fakeRegistry{},
+		PaymentLinks:    f.pl,
+		Hooks:           fakeHooks{},
 		Ready: func(ctx context.Context) map[string]error {
 			out := map[string]error{}
 			for k, v := range f.ready {
@@ -165,6 +171,12 @@ func (f *fixture) do(t *testing.T, method, path, key, body string, headers ...st
 		r = strings.NewReader(body)
 	}
 	req := httptest.NewRequest(method, path, r)
+	if strings.HasPrefix(path, "/v1/stream") {
+		// The event stream never ends by itself; let it run briefly.
+		ctx, cancel := context.WithTimeout(req.Context(), 200*time.Millisecond)
+		defer cancel()
+		req = req.WithContext(ctx)
+	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -226,7 +238,7 @@ type route struct {
 
 // routes lists every /v1 operation with a request that is valid for tenant A.
 func (f *fixture) routes() []route {
-	return []route{
+	r := []route{
 		{"GET", "/v1/connectors", "read", ""},
 		{"GET", "/v1/connectors/stripe", "read", ""},
 		{"POST", "/v1/connections", "write", `{"connector":"ical","name":"new","config":{"url":"https://x.example/c.ics"}}`},
@@ -243,6 +255,7 @@ func (f *fixture) routes() []route {
 		{"GET", "/v1/api-keys", "admin", ""},
 		{"DELETE", "/v1/api-keys/" + f.keyIDs["a-read"], "admin", ""},
 	}
+	return append(r, f.inboxRoutes()...)
 }
 
 func TestIntegrationAuthFailures(t *testing.T) {
@@ -255,7 +268,7 @@ func TestIntegrationAuthFailures(t *testing.T) {
 		"no scheme":       "raw:" + valid,
 		"empty bearer":    "raw:Bearer ",
 		"malformed key":   "raw:Bearer not-a-key",
-		"wrong secret":    "raw:Bearer " + valid[:len(valid)-2] + "aa",
+		"wrong secret":    "raw:Bearer " + flipLastChar(valid),
 		"revoked":         "a-revoked",
 		"other vendor":    "raw:Bearer sk_live_123",
 		"key plus extras": "raw:Bearer " + valid + "x",
@@ -357,6 +370,9 @@ func TestIntegrationTenantIsolation(t *testing.T) {
 			}
 		}},
 	}
+	for name, tc := range f.inboxIsolationTests(notFound, noneOfA) {
+		tests[name] = tc
+	}
 	// Every route of the API is covered here.
 	covered := map[string]bool{}
 	for _, tc := range tests {
@@ -400,11 +416,15 @@ func TestIntegrationTenantIsolation(t *testing.T) {
 }
 
 // routeTemplate turns a concrete path into its route, for coverage checks.
-var idSegment = regexp.MustCompile(`/(con|key|pl)_[a-z0-9]+|/\d+$`)
+var idSegment = regexp.MustCompile(`/(con|key|pl|usr|cv|ct)_[a-z0-9]+|/\d+$`)
 
 func routeTemplate(path string) string {
 	path, _, _ = strings.Cut(path, "?")
-	return idSegment.ReplaceAllString(path, "/{id}")
+	path = idSegment.ReplaceAllString(path, "/{id}")
+	if before, _, ok := strings.Cut(path, "/tags/"); ok {
+		path = before + "/tags/{tag}"
+	}
+	return path
 }
 
 func TestIntegrationConnections(t *testing.T) {
@@ -767,12 +787,7 @@ func TestIntegrationOpenAPI(t *testing.T) {
 	}
 	// The test's own route table covers every /v1 operation.
 	for _, rt := range f.routes() {
-		key := strings.ToLower(rt.method) + " " + regexp.MustCompile(`/(con|key|pl)_[a-z0-9]+|/\d+$|/stripe$`).ReplaceAllStringFunc(rt.path, func(s string) string {
-			if s == "/stripe" {
-				return "/{name}"
-			}
-			return "/{id}"
-		})
+		key := strings.ToLower(rt.method) + " " + routeTemplate(regexp.MustCompile(`/stripe$`).ReplaceAllString(rt.path, "/{name}"))
 		if !documented[key] {
 			t.Errorf("route table entry %s not in the document", key)
 		}
@@ -877,4 +892,16 @@ func TestNewRejectsBadDeps(t *testing.T) {
 			}
 		})
 	}
+}
+
+// flipLastChar returns key with its last character replaced by a different
+// one of the same alphabet, so the result is always a wrong secret (replacing
+// with a fixed string would leave the key valid when it already ended so).
+func flipLastChar(key string) string {
+	last := key[len(key)-1]
+	repl := byte('a')
+	if last == 'a' {
+		repl = 'b'
+	}
+	return key[:len(key)-1] + string(repl)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -44,8 +45,12 @@ func bearerToken(header string) (string, bool) {
 	return token, token != ""
 }
 
-// authenticate checks the API key of operations that need a scope. Bad keys
-// get a bare 401: no hint whether the key was malformed, unknown or revoked.
+// authenticate checks the API key of operations that need a scope and puts
+// the request's Principal in the context. Bad keys get a bare 401: no hint
+// whether the key was malformed, unknown, revoked or its user disabled. A
+// user's key is then held to its role: the effective scopes (the key's,
+// capped by the role's) must grant the operation's scope, and the role must
+// be admitted to the operation (metaRoles; operators only where allowed).
 func (s *server) authenticate(ctx huma.Context, next func(huma.Context)) {
 	scope, _ := ctx.Operation().Metadata[metaScope].(string)
 	if scope == "" {
@@ -71,11 +76,20 @@ func (s *server) authenticate(ctx huma.Context, next func(huma.Context)) {
 	if ri := infoFrom(ctx.Context()); ri != nil {
 		ri.tenantID, ri.keyID = key.TenantID, key.ID
 	}
-	if !key.Allows(scope) {
-		_ = huma.WriteErr(s.api, ctx, http.StatusForbidden, fmt.Sprintf("this API key lacks the %q scope", scope))
+	p := principalFor(key)
+	if !p.Allows(scope) {
+		detail := fmt.Sprintf("this API key lacks the %q scope", scope)
+		if p.Role != "" {
+			detail = fmt.Sprintf("this API key lacks the %q scope (its user's role is %s)", scope, p.Role)
+		}
+		_ = huma.WriteErr(s.api, ctx, http.StatusForbidden, detail)
 		return
 	}
-	next(huma.WithValue(ctx, keyCtxKey{}, key))
+	if p.Role != "" && !slices.Contains(rolesOf(ctx.Operation()), p.Role) {
+		_ = huma.WriteErr(s.api, ctx, http.StatusForbidden, fmt.Sprintf("the %s role cannot use this operation", p.Role))
+		return
+	}
+	next(huma.WithValue(huma.WithValue(ctx, keyCtxKey{}, key), principalCtxKey{}, p))
 }
 
 func (s *server) unauthorized(ctx huma.Context) {

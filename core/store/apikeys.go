@@ -62,6 +62,12 @@ type APIKey struct {
 	CreatedAt  time.Time  `json:"created_at"`
 	LastUsedAt *time.Time `json:"last_used_at,omitempty"`
 	RevokedAt  *time.Time `json:"revoked_at,omitempty"`
+	// UserID is the agent the key belongs to, or "" for a tenant service key
+	// governed by its scopes only.
+	UserID string `json:"user_id,omitempty"`
+	// Role is the agent's current role (RoleAdmin, ...), filled by
+	// Authenticate for a user's key; "" for a service key and in listings.
+	Role string `json:"role,omitempty"`
 }
 
 // Allows reports whether the key grants scope, following the ladder
@@ -113,6 +119,12 @@ func randomString(nBytes int) string {
 // ErrNotFound when the tenant does not exist and a *ValidationError for a bad
 // name or scopes.
 func (s *Store) CreateAPIKey(ctx context.Context, tenantID, name string, scopes []string) (key APIKey, plaintext string, err error) {
+	return s.insertAPIKey(ctx, tenantID, "", name, scopes)
+}
+
+// insertAPIKey creates a key of the tenant, a user's key when userID is not
+// empty; the user must be one of the tenant's (ErrNotFound otherwise).
+func (s *Store) insertAPIKey(ctx context.Context, tenantID, userID, name string, scopes []string) (key APIKey, plaintext string, err error) {
 	if err := checkName("name", name); err != nil {
 		return APIKey{}, "", err
 	}
@@ -128,14 +140,20 @@ func (s *Store) CreateAPIKey(ctx context.Context, tenantID, name string, scopes 
 	for attempt := 0; attempt < 5; attempt++ {
 		lookup := randomString(5)[:keyLookupLen]
 		plaintext = keyPrefix + lookup + "_" + randomString(keySecretBytes)
-		key = APIKey{ID: newID("key"), TenantID: tenantID, Name: strings.TrimSpace(name), Prefix: keyPrefix + lookup, Scopes: scopes}
+		key = APIKey{ID: newID("key"), TenantID: tenantID, Name: strings.TrimSpace(name), Prefix: keyPrefix + lookup, Scopes: scopes, UserID: userID}
+		// A user's key is inserted only when the user is the tenant's: the
+		// SELECT yields no row otherwise, and no row means not found.
 		err = s.pool.QueryRow(ctx, `
-			INSERT INTO api_keys (id, tenant_id, name, prefix, hash, scopes)
-			VALUES ($1, $2, $3, $4, $5, $6)
+			INSERT INTO api_keys (id, tenant_id, name, prefix, hash, scopes, user_id)
+			SELECT $1, $2, $3, $4, $5, $6, NULLIF($7, '')
+			WHERE $7 = '' OR EXISTS (SELECT 1 FROM users WHERE id = $7 AND tenant_id = $2)
 			RETURNING created_at`,
-			key.ID, tenantID, key.Name, lookup, hashKey(plaintext), scopes).Scan(&key.CreatedAt)
+			key.ID, tenantID, key.Name, lookup, hashKey(plaintext), scopes, userID).Scan(&key.CreatedAt)
 		switch pgCode(err) {
 		case "":
+			if errors.Is(err, pgx.ErrNoRows) {
+				return APIKey{}, "", ErrNotFound
+			}
 			if err != nil {
 				return APIKey{}, "", fmt.Errorf("creating API key: %w", err)
 			}
@@ -151,12 +169,12 @@ func (s *Store) CreateAPIKey(ctx context.Context, tenantID, name string, scopes 
 	return APIKey{}, "", errors.New("creating API key: could not find a free key prefix")
 }
 
-const apiKeyColumns = `id, tenant_id, name, prefix, scopes, created_at, last_used_at, revoked_at`
+const apiKeyColumns = `id, tenant_id, name, prefix, scopes, created_at, last_used_at, revoked_at, COALESCE(user_id, '')`
 
 func scanAPIKey(row pgx.Row) (APIKey, error) {
 	var k APIKey
 	var lookup string
-	if err := row.Scan(&k.ID, &k.TenantID, &k.Name, &lookup, &k.Scopes, &k.CreatedAt, &k.LastUsedAt, &k.RevokedAt); err != nil {
+	if err := row.Scan(&k.ID, &k.TenantID, &k.Name, &lookup, &k.Scopes, &k.CreatedAt, &k.LastUsedAt, &k.RevokedAt, &k.UserID); err != nil {
 		return APIKey{}, err
 	}
 	k.Prefix = keyPrefix + lookup
@@ -180,7 +198,8 @@ func parseKey(plaintext string) (lookup string, ok bool) {
 
 // Authenticate returns the API key whose plaintext is given, or
 // ErrInvalidAPIKey (wrapped with the reason, for debug logs) when it is
-// malformed, unknown, wrong or revoked.
+// malformed, unknown, wrong or revoked, or belongs to a disabled user. A user's
+// key comes with the user's current Role.
 //
 // The hash comparison runs in constant time. The lookup by prefix may take
 // measurably different time for known and unknown prefixes, which tells an
@@ -193,10 +212,18 @@ func (s *Store) Authenticate(ctx context.Context, plaintext string) (APIKey, err
 	if !ok {
 		return APIKey{}, fmt.Errorf("%w: malformed", ErrInvalidAPIKey)
 	}
-	row := s.pool.QueryRow(ctx, `SELECT `+apiKeyColumns+`, hash FROM api_keys WHERE prefix = $1`, lookup)
+	// A user's key carries the user's current role; a disabled user's keys
+	// stop working at once, like revoked ones.
+	row := s.pool.QueryRow(ctx, `
+		SELECT k.id, k.tenant_id, k.name, k.prefix, k.scopes, k.created_at, k.last_used_at, k.revoked_at,
+		       COALESCE(k.user_id, ''), COALESCE(u.role, ''), u.disabled_at IS NOT NULL, k.hash
+		FROM api_keys k LEFT JOIN users u ON u.id = k.user_id
+		WHERE k.prefix = $1`, lookup)
 	var k APIKey
 	var hash []byte
-	err := row.Scan(&k.ID, &k.TenantID, &k.Name, &k.Prefix, &k.Scopes, &k.CreatedAt, &k.LastUsedAt, &k.RevokedAt, &hash)
+	var userDisabled bool
+	err := row.Scan(&k.ID, &k.TenantID, &k.Name, &k.Prefix, &k.Scopes, &k.CreatedAt, &k.LastUsedAt, &k.RevokedAt,
+		&k.UserID, &k.Role, &userDisabled, &hash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return APIKey{}, fmt.Errorf("%w: unknown prefix", ErrInvalidAPIKey)
 	}
@@ -209,6 +236,9 @@ func (s *Store) Authenticate(ctx context.Context, plaintext string) (APIKey, err
 	}
 	if k.RevokedAt != nil {
 		return APIKey{}, fmt.Errorf("%w: revoked", ErrInvalidAPIKey)
+	}
+	if userDisabled {
+		return APIKey{}, fmt.Errorf("%w: user disabled", ErrInvalidAPIKey)
 	}
 	if k.LastUsedAt == nil || time.Since(*k.LastUsedAt) >= lastUsedQuantum {
 		// The WHERE clause repeats the check on the database's clock, so a
