@@ -12,7 +12,11 @@
 //     benchmark uses it), "fail" returns the typed error it is asked for (to
 //     test how errors cross the plugin boundary), "last_delivery" reads what
 //     the webhook handler stored in the host's per-connection state,
-//     "test_event" emits an event through the host.
+//     "test_event" emits an event through the host;
+//   - polling (poll.go): a connection with a feed_url is polled by the host
+//     every [DefaultPollInterval]; the connector fetches the orders changed
+//     since its cursor from an HTTP JSON feed and returns them as events with
+//     stable dedupe keys, for systems that cannot send webhooks.
 //
 // The binary is built from cmd/ponte-connector-example, whose main is one
 // line: sdk.Serve(example.New).
@@ -28,6 +32,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"net/url"
 	"time"
 
@@ -49,7 +54,8 @@ const stateLastDelivery = "last_delivery"
 // memory: everything about a connection comes with each call or lives in the
 // host's state, so the host can restart the plugin at any time.
 type Connector struct {
-	host sdk.Host
+	host       sdk.Host
+	httpClient *http.Client
 }
 
 // The capabilities the connector has, checked by the compiler.
@@ -58,34 +64,61 @@ var (
 	_ sdk.WebhookHandler = (*Connector)(nil)
 	_ sdk.Handshaker     = (*Connector)(nil)
 	_ sdk.ActionInvoker  = (*Connector)(nil)
+	_ sdk.Poller         = (*Connector)(nil)
 )
 
 // New builds the connector; it is the sdk.Factory handed to sdk.Serve.
 func New(host sdk.Host) (sdk.Connector, error) {
-	return &Connector{host: host}, nil
+	return &Connector{host: host, httpClient: newHTTPClient()}, nil
 }
 
 // Config is a connection's configuration.
 type Config struct {
 	// SigningSecret signs webhook deliveries.
 	SigningSecret string `json:"signing_secret"`
+	// FeedURL, when set, is the order feed the host polls (see poll.go).
+	FeedURL string `json:"feed_url"`
+	// FeedToken, when set, is sent as a bearer token to the feed.
+	FeedToken string `json:"feed_token"`
+	// FeedPageSize is how many items one poll asks the feed for.
+	FeedPageSize int `json:"feed_page_size"`
 }
 
 // Manifest describes the connector.
 func (c *Connector) Manifest() sdk.Manifest {
 	return sdk.Manifest{
-		Name:        Name,
-		Version:     "1.0.0",
-		DisplayName: "Example",
-		Description: "A minimal connector showing webhooks, handshakes, actions and host state.",
-		Webhooks:    true,
-		Config: []sdk.ConfigField{{
-			Name:        "signing_secret",
-			Type:        sdk.FieldString,
-			Description: "The secret the provider signs webhook deliveries with (HMAC-SHA256, hex, in X-Example-Signature).",
-			Required:    true,
-			Secret:      true,
-		}},
+		Name:         Name,
+		Version:      "1.0.0",
+		DisplayName:  "Example",
+		Description:  "A minimal connector showing webhooks, handshakes, actions, host state and polling.",
+		Webhooks:     true,
+		PollInterval: DefaultPollInterval,
+		Config: []sdk.ConfigField{
+			{
+				Name:        "signing_secret",
+				Type:        sdk.FieldString,
+				Description: "The secret the provider signs webhook deliveries with (HMAC-SHA256, hex, in X-Example-Signature).",
+				Required:    true,
+				Secret:      true,
+			},
+			{
+				Name:        "feed_url",
+				Type:        sdk.FieldString,
+				Description: "URL of a JSON feed of orders to poll for changes (for systems that cannot send webhooks); leave empty to receive webhooks only.",
+				Pattern:     `^https?://[^\s]+$`,
+			},
+			{
+				Name:        "feed_token",
+				Type:        sdk.FieldString,
+				Description: "Token sent to the feed as 'Authorization: Bearer ...', when the feed needs one.",
+				Secret:      true,
+			},
+			{
+				Name:        "feed_page_size",
+				Type:        sdk.FieldInteger,
+				Description: "How many orders one poll asks the feed for (1 to 1000; 100 when not set).",
+			},
+		},
 		Events: []sdk.EventType{
 			{Type: "order.created", Description: "An order was placed."},
 			{Type: "order.updated", Description: "An order changed."},

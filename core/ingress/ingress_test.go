@@ -576,7 +576,7 @@ func TestIntegrationServices(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, CommitterConfig{}, nil)
 	ctx := context.Background()
-	s := NewServices(e.st, e.registry, e.committer, e.pool)
+	s := NewServices(e.st, e.registry, e.committer, e.st)
 
 	if err := s.Emit(ctx, "fake", e.conn, []sdk.Event{ev("e1"), ev("e2")}); err != nil {
 		t.Fatalf("Emit: %v", err)
@@ -624,6 +624,14 @@ func TestIntegrationServices(t *testing.T) {
 	}
 	if err := s.SetState(ctx, "fake", e.conn, "big", make([]byte, MaxStateBytes+1)); sdk.KindOf(err) != sdk.KindInvalid {
 		t.Errorf("SetState of an oversized value = %v, want invalid", err)
+	}
+	for _, key := range []string{"ponte.poll_cursor", "ponte.anything"} {
+		if err := s.SetState(ctx, "fake", e.conn, key, []byte("x")); sdk.KindOf(err) != sdk.KindInvalid {
+			t.Errorf("SetState of the host's key %q = %v, want invalid", key, err)
+		}
+		if _, err := s.GetState(ctx, "fake", e.conn, key); sdk.KindOf(err) != sdk.KindInvalid {
+			t.Errorf("GetState of the host's key %q = %v, want invalid", key, err)
+		}
 	}
 	if err := s.SetState(ctx, "fake", e.conn, "cursor", nil); err != nil {
 		t.Fatalf("deleting state: %v", err)

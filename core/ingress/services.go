@@ -3,10 +3,7 @@ package ingress
 import (
 	"context"
 	"errors"
-	"fmt"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
+	"strings"
 
 	"github.com/ponte-hub/ponte/core/pluginhost"
 	"github.com/ponte-hub/ponte/core/store"
@@ -14,7 +11,19 @@ import (
 )
 
 // MaxStateBytes is the largest value a connector may keep under one state key.
-const MaxStateBytes = 64 << 10
+const MaxStateBytes = store.MaxStateValueSize
+
+// ReservedStatePrefix starts the state keys the host keeps for itself on a
+// connection (the poller's cursor and schedule). Plugins can neither read nor
+// write them, so a connector cannot move its own cursor behind the host's back.
+const ReservedStatePrefix = "ponte."
+
+// StateStore keeps per-connection state; *store.Store implements it.
+type StateStore interface {
+	GetState(ctx context.Context, connectionID, key string) ([]byte, error)
+	SetState(ctx context.Context, connectionID, key string, value []byte) error
+	DeleteState(ctx context.Context, connectionID, key string) error
+}
 
 // Services is the host side of the plugin host service: what a plugin calls
 // to push events (a linked-device session, a poller) and to keep small
@@ -25,16 +34,16 @@ type Services struct {
 	conns      ConnectionResolver
 	connectors Connectors
 	sink       EventSink
-	pool       *pgxpool.Pool
+	state      StateStore
 }
 
 var _ pluginhost.Services = (*Services)(nil)
 
 // NewServices returns the host services. Events go through sink (the same
-// Committer ingress uses); state lives in pool's connection_state table.
+// Committer ingress uses); state lives in the store's connection_state.
 // connectors may be nil until the plugin host exists (see [Services.SetConnectors]).
-func NewServices(conns ConnectionResolver, connectors Connectors, sink EventSink, pool *pgxpool.Pool) *Services {
-	return &Services{conns: conns, connectors: connectors, sink: sink, pool: pool}
+func NewServices(conns ConnectionResolver, connectors Connectors, sink EventSink, state StateStore) *Services {
+	return &Services{conns: conns, connectors: connectors, sink: sink, state: state}
 }
 
 // SetConnectors sets the registry used to read manifests. The plugin host
@@ -84,18 +93,15 @@ func (s *Services) Emit(ctx context.Context, connector, connectionID string, eve
 
 // GetState reads a value a connector stored; a missing key is nil, nil.
 func (s *Services) GetState(ctx context.Context, connector, connectionID, key string) ([]byte, error) {
+	if err := checkPluginStateKey(key); err != nil {
+		return nil, err
+	}
 	if _, err := s.owned(ctx, connector, connectionID); err != nil {
 		return nil, err
 	}
-	var v []byte
-	err := s.pool.QueryRow(ctx,
-		`SELECT value FROM connection_state WHERE connection_id = $1 AND key = $2`,
-		connectionID, key).Scan(&v)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
+	v, err := s.state.GetState(ctx, connectionID, key)
 	if err != nil {
-		return nil, &sdk.Error{Kind: sdk.KindRetryable, Message: "reading connection state failed", Err: fmt.Errorf("reading state %q of %s: %w", key, connectionID, err)}
+		return nil, &sdk.Error{Kind: sdk.KindRetryable, Message: "reading connection state failed", Err: err}
 	}
 	return v, nil
 }
@@ -103,8 +109,8 @@ func (s *Services) GetState(ctx context.Context, connector, connectionID, key st
 // SetState stores a value of at most [MaxStateBytes] under key. A nil value
 // deletes the key.
 func (s *Services) SetState(ctx context.Context, connector, connectionID, key string, value []byte) error {
-	if key == "" || len(key) > 200 || !storableText(key) {
-		return sdk.Invalid("state key must be 1 to 200 bytes of UTF-8 text")
+	if err := checkPluginStateKey(key); err != nil {
+		return err
 	}
 	if len(value) > MaxStateBytes {
 		return sdk.Invalid("state value is %d bytes, the limit is %d", len(value), MaxStateBytes)
@@ -114,15 +120,27 @@ func (s *Services) SetState(ctx context.Context, connector, connectionID, key st
 	}
 	var err error
 	if value == nil {
-		_, err = s.pool.Exec(ctx, `DELETE FROM connection_state WHERE connection_id = $1 AND key = $2`, connectionID, key)
+		err = s.state.DeleteState(ctx, connectionID, key)
 	} else {
-		_, err = s.pool.Exec(ctx, `
-INSERT INTO connection_state (connection_id, key, value) VALUES ($1, $2, $3)
-ON CONFLICT (connection_id, key) DO UPDATE SET value = excluded.value, updated_at = now()`,
-			connectionID, key, value)
+		err = s.state.SetState(ctx, connectionID, key, value)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return sdk.NotFound("connection %s not found", connectionID)
 	}
 	if err != nil {
-		return &sdk.Error{Kind: sdk.KindRetryable, Message: "writing connection state failed", Err: fmt.Errorf("writing state %q of %s: %w", key, connectionID, err)}
+		return &sdk.Error{Kind: sdk.KindRetryable, Message: "writing connection state failed", Err: err}
+	}
+	return nil
+}
+
+// checkPluginStateKey refuses keys a plugin may not use: malformed ones and
+// the host's own.
+func checkPluginStateKey(key string) error {
+	if key == "" || len(key) > 200 || !storableText(key) {
+		return sdk.Invalid("state key must be 1 to 200 bytes of UTF-8 text")
+	}
+	if strings.HasPrefix(key, ReservedStatePrefix) {
+		return sdk.Invalid("state keys starting with %q are reserved for the host", ReservedStatePrefix)
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/ponte-hub/ponte/core/ingress"
 	"github.com/ponte-hub/ponte/core/invoke"
 	"github.com/ponte-hub/ponte/core/pluginhost"
+	"github.com/ponte-hub/ponte/core/poller"
 	"github.com/ponte-hub/ponte/core/secrets"
 	"github.com/ponte-hub/ponte/core/store"
 	ponteworker "github.com/ponte-hub/ponte/core/worker"
@@ -87,9 +88,14 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("registering ingress metrics: %w", err)
 	}
 
+	pollerMetrics, err := poller.NewPrometheusMetrics(metrics)
+	if err != nil {
+		return fmt.Errorf("registering poller metrics: %w", err)
+	}
+
 	committer := ingress.NewCommitter(st.Pool(), ingress.CommitterConfig{Metrics: ingressMetrics, Logger: log})
 	defer committer.Close()
-	services := ingress.NewServices(st, nil, committer, st.Pool())
+	services := ingress.NewServices(st, nil, committer, st)
 	plugins, err := pluginhost.New(ctx, pluginhost.Options{
 		Dir:      cfg.PluginDir,
 		Services: services,
@@ -132,6 +138,22 @@ func Run(ctx context.Context, cfg Config) error {
 			defer wg.Done()
 			if err := d.Run(runCtx); err != nil {
 				log.Error("dispatcher stopped", "err", err)
+			}
+		}()
+	}
+
+	if cfg.Has(RoleIngress) {
+		// Polling brings events in for systems without webhooks; a
+		// cluster-wide claim per connection makes it safe on every node.
+		pl := poller.New(poller.Config{
+			Store: st, Connectors: plugins, Sink: committer, Pool: st.Pool(),
+			Logger: log, Metrics: pollerMetrics,
+		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := pl.Run(runCtx); err != nil {
+				log.Error("poller stopped", "err", err)
 			}
 		}()
 	}
