@@ -107,6 +107,12 @@ type Deps struct {
 	// StreamHeartbeat is how often an idle GET /v1/stream sends a comment
 	// line; zero means 15 s.
 	StreamHeartbeat time.Duration
+	// Consent is the consent ledger, exclusion list and messaging settings
+	// (a *consent.Service). Nil leaves those operations unregistered.
+	Consent Consent
+	// Templates manages message templates (a *templates.Service). Nil leaves
+	// the template operations unregistered.
+	Templates Templates
 }
 
 type server struct {
@@ -172,6 +178,9 @@ func New(deps Deps) (*gin.Engine, error) {
 	s.registerUsers()
 	s.registerInbox()
 	s.registerContacts()
+	s.registerConsent()
+	s.registerSettings()
+	s.registerTemplates()
 
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(deps.Metrics, promhttp.HandlerOpts{Registry: deps.Metrics})))
 	if deps.Hooks != nil {

@@ -54,7 +54,8 @@ type fixture struct {
 	eventA  int64
 	eventB  int64
 	linkA   string
-	inbox   *inboxFixture // users, contacts and conversations (inbox_fixture_test.go)
+	inbox   *inboxFixture   // users, contacts and conversations (inbox_fixture_test.go)
+	consent *consentFixture // consent, exclusions, settings, templates (consent_fixture_test.go)
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -128,9 +129,12 @@ func newFixture(t *testing.T) *fixture {
 	f.linkA = l.ID
 	f.pl.calls = nil
 	f.setUpInbox(t)
+	f.setUpConsent(t)
 
 	f.h, err = api.New(api.Deps{
 		Inbox:           f.inbox.svc,
+		Consent:         f.consent.svc,
+		Templates:       f.consent.tpl,
 		Sender:          f.inbox.sender,
 		InboxStream:     f.inbox.hub,
 		StreamHeartbeat: 50 * time.Millisecond,
@@ -255,7 +259,8 @@ func (f *fixture) routes() []route {
 		{"GET", "/v1/api-keys", "admin", ""},
 		{"DELETE", "/v1/api-keys/" + f.keyIDs["a-read"], "admin", ""},
 	}
-	return append(r, f.inboxRoutes()...)
+	r = append(r, f.inboxRoutes()...)
+	return append(r, f.consentRoutes()...)
 }
 
 func TestIntegrationAuthFailures(t *testing.T) {
@@ -373,6 +378,9 @@ func TestIntegrationTenantIsolation(t *testing.T) {
 	for name, tc := range f.inboxIsolationTests(notFound, noneOfA) {
 		tests[name] = tc
 	}
+	for name, tc := range f.consentIsolationTests(notFound, noneOfA) {
+		tests[name] = tc
+	}
 	// Every route of the API is covered here.
 	covered := map[string]bool{}
 	for _, tc := range tests {
@@ -408,6 +416,7 @@ func TestIntegrationTenantIsolation(t *testing.T) {
 	if n := f.pl.createCalls(); n != 0 {
 		t.Errorf("B's payment link on A's connection reached the workflow (%d calls)", n)
 	}
+	f.checkConsentUntouched(t)
 	// What B created belongs to B.
 	conns, _, err := f.st.ListConnections(ctx, f.tenantB, store.ConnectionFilter{})
 	if err != nil || len(conns) != 2 {
@@ -416,11 +425,12 @@ func TestIntegrationTenantIsolation(t *testing.T) {
 }
 
 // routeTemplate turns a concrete path into its route, for coverage checks.
-var idSegment = regexp.MustCompile(`/(con|key|pl|usr|cv|ct)_[a-z0-9]+|/\d+$`)
+var idSegment = regexp.MustCompile(`/(con|key|pl|usr|cv|ct|tpl)_[a-z0-9]+|/\d+$`)
 
 func routeTemplate(path string) string {
 	path, _, _ = strings.Cut(path, "?")
 	path = idSegment.ReplaceAllString(path, "/{id}")
+	path = phoneSegment.ReplaceAllString(path, "/{phone}")
 	if before, _, ok := strings.Cut(path, "/tags/"); ok {
 		path = before + "/tags/{tag}"
 	}
