@@ -113,6 +113,9 @@ type Deps struct {
 	// Templates manages message templates (a *templates.Service). Nil leaves
 	// the template operations unregistered.
 	Templates Templates
+	// Messages sends and reads messages of the ledger (core/messaging). Nil
+	// leaves POST /v1/messages and GET /v1/messages/{id} unregistered.
+	Messages Messages
 }
 
 type server struct {
@@ -174,6 +177,7 @@ func New(deps Deps) (*gin.Engine, error) {
 	s.registerConnections()
 	s.registerEvents()
 	s.registerPaymentLinks()
+	s.registerMessages()
 	s.registerAPIKeys()
 	s.registerUsers()
 	s.registerInbox()

@@ -39,6 +39,7 @@ const (
 )
 
 type fixture struct {
+	msgs    *messagesFixture
 	h       *gin.Engine
 	st      *store.Store
 	pl      *fakePaymentLinks
@@ -130,6 +131,7 @@ func newFixture(t *testing.T) *fixture {
 	f.pl.calls = nil
 	f.setUpInbox(t)
 	f.setUpConsent(t)
+	f.setUpMessages(t)
 
 	f.h, err = api.New(api.Deps{
 		Inbox:           f.inbox.svc,
@@ -137,6 +139,7 @@ func newFixture(t *testing.T) *fixture {
 		Templates:       f.consent.tpl,
 		Sender:          f.inbox.sender,
 		InboxStream:     f.inbox.hub,
+		Messages:        f.msgs.svc,
 		StreamHeartbeat: 50 * time.Millisecond,
 		Store:           st,
 		Connectors:      fakeRegistry{},
@@ -193,6 +196,11 @@ func (f *fixture) do(t *testing.T, method, path, key, body string, headers ...st
 			t.Fatalf("no fixture key %q", key)
 		}
 		req.Header.Set("Authorization", "Bearer "+plain)
+	}
+	if method == http.MethodPost && path == "/v1/messages" {
+		// POST /v1/messages requires an Idempotency-Key; the route tables
+		// send one like any client. Tests of its absence pass "" explicitly.
+		req.Header.Set("Idempotency-Key", "route-"+newKeySuffix())
 	}
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
@@ -260,6 +268,7 @@ func (f *fixture) routes() []route {
 		{"DELETE", "/v1/api-keys/" + f.keyIDs["a-read"], "admin", ""},
 	}
 	r = append(r, f.inboxRoutes()...)
+	r = append(r, f.messageRoutes()...)
 	return append(r, f.consentRoutes()...)
 }
 
@@ -381,6 +390,9 @@ func TestIntegrationTenantIsolation(t *testing.T) {
 	for name, tc := range f.consentIsolationTests(notFound, noneOfA) {
 		tests[name] = tc
 	}
+	for name, tc := range f.messageIsolationTests(notFound) {
+		tests[name] = tc
+	}
 	// Every route of the API is covered here.
 	covered := map[string]bool{}
 	for _, tc := range tests {
@@ -425,7 +437,7 @@ func TestIntegrationTenantIsolation(t *testing.T) {
 }
 
 // routeTemplate turns a concrete path into its route, for coverage checks.
-var idSegment = regexp.MustCompile(`/(con|key|pl|usr|cv|ct|tpl)_[a-z0-9]+|/\d+$`)
+var idSegment = regexp.MustCompile(`/(con|key|pl|usr|cv|ct|tpl|msg)_[a-z0-9]+|/\d+$`)
 
 func routeTemplate(path string) string {
 	path, _, _ = strings.Cut(path, "?")

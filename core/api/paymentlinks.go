@@ -41,6 +41,9 @@ type createPaymentLinkInput struct {
 		Quantity     int               `json:"quantity,omitempty" minimum:"1" maximum:"10000" default:"1"`
 		Metadata     map[string]string `json:"metadata,omitempty" doc:"Up to 50 keys (40 characters) and values (500 characters), stored with the link at the provider."`
 		ExpiresIn    int64             `json:"expires_in,omitempty" minimum:"60" maximum:"2592000" example:"86400" doc:"Seconds until the link expires; 24 hours when left out."`
+		To           string            `json:"to,omitempty" maxLength:"20" example:"+393331234567" doc:"Send the link to this customer over WhatsApp (E.164), and confirm the payment in the same chat. With channel_connection_id."`
+		ChannelID    string            `json:"channel_connection_id,omitempty" maxLength:"100" doc:"The WhatsApp connection (Cloud API number) the link is sent from."`
+		Message      string            `json:"message,omitempty" maxLength:"1000" example:"Here is your payment link for order #1042:" doc:"Text sent with the link (the URL is appended). Inside the 24-hour window it goes as free text; outside it the configured utility template is used."`
 	}
 }
 
@@ -128,15 +131,18 @@ func (s *server) registerPaymentLinks() {
 			return nil, invalid("connection cannot make payment links", store.FieldProblem{Field: "connection_id", Message: "the connection's connector does not offer payment links"})
 		}
 		link, err := s.deps.PaymentLinks.Create(ctx, tenantID, paymentlink.CreateRequest{
-			ConnectionID:   conn.ID,
-			Amount:         in.Body.Amount,
-			Currency:       in.Body.Currency,
-			ProductName:    in.Body.ProductName,
-			PriceID:        in.Body.PriceID,
-			Quantity:       in.Body.Quantity,
-			Metadata:       in.Body.Metadata,
-			ExpiresIn:      time.Duration(in.Body.ExpiresIn) * time.Second,
-			IdempotencyKey: in.IdempotencyKey,
+			ConnectionID:        conn.ID,
+			Amount:              in.Body.Amount,
+			Currency:            in.Body.Currency,
+			ProductName:         in.Body.ProductName,
+			PriceID:             in.Body.PriceID,
+			Quantity:            in.Body.Quantity,
+			Metadata:            in.Body.Metadata,
+			ExpiresIn:           time.Duration(in.Body.ExpiresIn) * time.Second,
+			To:                  in.Body.To,
+			ChannelConnectionID: in.Body.ChannelID,
+			Message:             in.Body.Message,
+			IdempotencyKey:      in.IdempotencyKey,
 		})
 		if err != nil {
 			return nil, s.paymentLinkError(ctx, "creating payment link", err)

@@ -45,6 +45,35 @@ func machine() string {
 	return fmt.Sprintf("%s/%s, %d CPUs (%s), %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), model, runtime.Version())
 }
 
+// cpuTicks returns a process's user+system CPU time in clock ticks, or the
+// whole machine's busy and total ticks when pid is 0.
+func cpuTicks(pid int) (busy, total int64) {
+	if pid == 0 {
+		b, err := os.ReadFile("/proc/stat")
+		if err != nil {
+			return 0, 0
+		}
+		fields := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1:]
+		for i, f := range fields {
+			v, _ := strconv.ParseInt(f, 10, 64)
+			total += v
+			if i != 3 && i != 4 { // idle, iowait
+				busy += v
+			}
+		}
+		return busy, total
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return utime + stime, 0
+}
+
 // BenchmarkIngressStripe is the ingress figure of `make bench`: signed Stripe
 // webhooks through the real `ponte serve`, the real Stripe plugin process and
 // the real Postgres (fsync on), from a load generator on the same machine.
@@ -73,7 +102,7 @@ func BenchmarkIngressStripe(b *testing.B) {
 		pprofAddr = fmt.Sprintf("127.0.0.1:%d", port)
 		in.env = append(in.env, "PONTE_PPROF_ADDR="+pprofAddr)
 	}
-	in.start()
+	serve := in.start()
 	const secret = "whsec_bench_ingress"
 	connID, webhookURL := in.connectStripe(secret)
 
@@ -156,6 +185,10 @@ func BenchmarkIngressStripe(b *testing.B) {
 			_, _ = io.Copy(f, resp.Body)
 		}()
 	}
+	pluginPIDs := serve.pluginPIDs(b)
+	serveCPU0, _ := cpuTicks(serve.cmd.Process.Pid)
+	pluginCPU0, _ := cpuTicks(pluginPIDs[0])
+	machineBusy0, machineTotal0 := cpuTicks(0)
 	b.ResetTimer()
 	for k := 0; k < total; k++ {
 		jobs <- k
@@ -164,6 +197,13 @@ func BenchmarkIngressStripe(b *testing.B) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
+	serveCPU1, _ := cpuTicks(serve.cmd.Process.Pid)
+	pluginCPU1, _ := cpuTicks(pluginPIDs[0])
+	machineBusy1, machineTotal1 := cpuTicks(0)
+	const ticksPerSecond = 100 // USER_HZ on Linux
+	cpuPerRequest := func(ticks int64) time.Duration {
+		return time.Duration(float64(ticks) / ticksPerSecond / float64(total) * float64(time.Second))
+	}
 
 	var ok int
 	lat := make([]time.Duration, 0, total)
@@ -199,9 +239,25 @@ func BenchmarkIngressStripe(b *testing.B) {
 	b.ReportMetric(float64(duplicated), "duplicated")
 	fmt.Printf("ingress: %d requests (%d events, each sent twice) at %d req/s for %ds, %d connections; "+
 		"statuses %v; accepted %.0f/s; latency from scheduled send p50 %s p90 %s p99 %s max %s; "+
-		"%d stored rows, %d lost, %d duplicated; generator late (>10ms) %d\nmachine: %s\n",
+		"%d stored rows, %d lost, %d duplicated; generator late (>10ms) %d\n"+
+		"CPU per request: ponte serve %s, stripe plugin %s; machine busy %.0f%% during the run\nmachine: %s\n",
 		total, len(unique), rate, seconds, conns, statuses, float64(ok)/elapsed.Seconds(),
-		pct(0.50), pct(0.90), pct(0.99), lat[len(lat)-1], rows, lost, duplicated, late.Load(), machine())
+		pct(0.50), pct(0.90), pct(0.99), lat[len(lat)-1], rows, lost, duplicated, late.Load(),
+		cpuPerRequest(serveCPU1-serveCPU0), cpuPerRequest(pluginCPU1-pluginCPU0),
+		100*float64(machineBusy1-machineBusy0)/float64(max(1, machineTotal1-machineTotal0)), machine())
+	if os.Getenv("PONTE_BENCH_METRICS") != "" {
+		// The server's own view: time inside the handler and per group
+		// commit, to tell queueing in front of the server from time in it.
+		if resp, err := http.Get(in.url("/metrics")); err == nil {
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			for _, line := range strings.Split(string(raw), "\n") {
+				if strings.HasPrefix(line, "ponte_ingress_") && !strings.Contains(line, "# ") {
+					fmt.Println(line)
+				}
+			}
+		}
+	}
 	if lost != 0 || duplicated != 0 || ok != total {
 		b.Errorf("lost %d, duplicated %d, non-200 %d", lost, duplicated, total-ok)
 	}

@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/ponte-hub/ponte/workflows/paymentlink"
 )
 
 // Role is one part of the host that a process can run. A single process runs
@@ -56,6 +58,11 @@ type Config struct {
 	Roles []Role
 	// ShutdownTimeout bounds the graceful shutdown.
 	ShutdownTimeout time.Duration
+	// PaymentLinkChat configures the WhatsApp messages of payment links
+	// created with a chat: the approved utility template used outside the
+	// 24-hour window (PONTE_PAYMENT_LINK_TEMPLATE, _LANGUAGE) and the
+	// confirmation text (PONTE_PAYMENT_LINK_PAID_TEXT).
+	PaymentLinkChat paymentlink.ChatConfig
 	// PprofAddr, when set (PONTE_PPROF_ADDR, e.g. 127.0.0.1:6060), serves Go's
 	// profiler there, on a listener of its own so it is never exposed with the API.
 	PprofAddr string
@@ -78,6 +85,11 @@ func ConfigFromEnv() Config {
 		ShutdownTimeout:   15 * time.Second,
 		LogLevel:          envOr("PONTE_LOG_LEVEL", "info"),
 		PprofAddr:         os.Getenv("PONTE_PPROF_ADDR"),
+		PaymentLinkChat: paymentlink.ChatConfig{
+			LinkTemplate:         os.Getenv("PONTE_PAYMENT_LINK_TEMPLATE"),
+			LinkTemplateLanguage: envOr("PONTE_PAYMENT_LINK_TEMPLATE_LANGUAGE", "en"),
+			PaidText:             os.Getenv("PONTE_PAYMENT_LINK_PAID_TEXT"),
+		},
 	}
 	if roles := os.Getenv("PONTE_ROLES"); roles != "" {
 		cfg.Roles, _ = ParseRoles(roles) // Validate reports a bad value

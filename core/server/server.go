@@ -19,13 +19,16 @@ import (
 	temporallog "go.temporal.io/sdk/log"
 
 	"github.com/ponte-hub/ponte/core/api"
+	"github.com/ponte-hub/ponte/core/consent"
 	"github.com/ponte-hub/ponte/core/dispatch"
 	"github.com/ponte-hub/ponte/core/ingress"
 	"github.com/ponte-hub/ponte/core/invoke"
+	"github.com/ponte-hub/ponte/core/messaging"
 	"github.com/ponte-hub/ponte/core/pluginhost"
 	"github.com/ponte-hub/ponte/core/poller"
 	"github.com/ponte-hub/ponte/core/secrets"
 	"github.com/ponte-hub/ponte/core/store"
+	"github.com/ponte-hub/ponte/core/templates"
 	ponteworker "github.com/ponte-hub/ponte/core/worker"
 	"github.com/ponte-hub/ponte/workflows/paymentlink"
 )
@@ -109,6 +112,11 @@ func Run(ctx context.Context, cfg Config) error {
 
 	invoker := invoke.New(st, plugins)
 	links := paymentlink.NewService(paymentlink.NewDB(st.Pool()), temporal, cfg.TaskQueue, invoker)
+	msg, err := newMessaging(st, invoker, log)
+	if err != nil {
+		return err
+	}
+	defer msg.close()
 
 	var wg sync.WaitGroup
 	runCtx, stopBackground := context.WithCancel(ctx)
@@ -116,30 +124,46 @@ func Run(ctx context.Context, cfg Config) error {
 		stopBackground()
 		wg.Wait()
 	}()
+	background := func(name string, run func(context.Context) error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(runCtx); err != nil {
+				log.Error(name+" stopped", "err", err)
+			}
+		}()
+	}
 
 	if cfg.Has(RoleWorker) {
-		deps := ponteworker.Deps{Pool: st.Pool(), Invoker: invoker}
+		deps := ponteworker.Deps{
+			Pool: st.Pool(), Invoker: invoker,
+			Messenger: msg.messages, PaymentLinkChat: cfg.PaymentLinkChat,
+		}
 		w := ponteworker.New(temporal, cfg.TaskQueue, deps)
 		if err := w.Start(); err != nil {
 			return fmt.Errorf("starting the Temporal worker: %w", err)
 		}
 		defer w.Stop()
 		d, err := dispatch.New(dispatch.Config{
-			Pool:     st.Pool(),
-			Router:   ponteworker.Router(deps),
+			Pool: st.Pool(),
+			// Order matters for an inbound message: the contact and its
+			// conversation exist before consent reads a STOP from it.
+			Router: dispatch.Routes{
+				ponteworker.Router(deps),
+				msg.contacts.Route(),
+				consent.Route(msg.consent),
+				messaging.Route(st.Pool()),
+				templates.Route(msg.templates),
+			},
 			Temporal: temporal,
 			Logger:   log.With("component", "dispatch"),
 		})
 		if err != nil {
 			return fmt.Errorf("creating the dispatcher: %w", err)
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := d.Run(runCtx); err != nil {
-				log.Error("dispatcher stopped", "err", err)
-			}
-		}()
+		background("dispatcher", d.Run)
+		background("message reconciler", (&messaging.Reconciler{Pool: st.Pool(), Logger: log}).Run)
+		background("deferred message scheduler", (&messaging.Scheduler{Service: msg.messages, Pool: st.Pool(), Logger: log}).Run)
 	}
 
 	if cfg.Has(RoleIngress) {
@@ -149,13 +173,7 @@ func Run(ctx context.Context, cfg Config) error {
 			Store: st, Connectors: plugins, Sink: committer, Pool: st.Pool(),
 			Logger: log, Metrics: pollerMetrics,
 		})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := pl.Run(runCtx); err != nil {
-				log.Error("poller stopped", "err", err)
-			}
-		}()
+		background("poller", pl.Run)
 	}
 
 	var hooks http.Handler
@@ -182,6 +200,12 @@ func Run(ctx context.Context, cfg Config) error {
 		Logger:       log,
 		Metrics:      metrics,
 		Version:      Version,
+		Inbox:        msg.contacts,
+		Sender:       api.MessagingSender{Service: msg.messages},
+		InboxStream:  msg.hub,
+		Consent:      msg.consent,
+		Templates:    msg.templates,
+		Messages:     msg.messages,
 	})
 	if err != nil {
 		return fmt.Errorf("building the HTTP API: %w", err)

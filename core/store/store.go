@@ -37,13 +37,20 @@ type Store struct {
 	sealer *secrets.Sealer // nil when opened without a master key
 }
 
+// DefaultMaxConns is the pool size when the database URL does not choose one.
+// pgxpool's own default (max(4, NumCPU)) starves a host process in which the
+// ingress group commit, the dispatcher, the poller, the API and sends (which
+// hold a connection while they check consent) all need connections at once;
+// 24 keeps three processes under Postgres's default max_connections of 100.
+const DefaultMaxConns = 24
+
 // Open connects to the database at databaseURL (a postgres:// URL or DSN) and
 // checks that it answers. It does not apply migrations: the caller decides
 // (`ponte migrate`, or `ponte serve` at start) by calling [Migrate].
 //
 // masterKey is the 32-byte key that seals connection secrets, or nil for
 // callers that never touch them (admin commands, the dispatcher). The pool
-// size follows pgxpool: the URL's pool_max_conns, else max(4, NumCPU).
+// holds DefaultMaxConns connections unless the URL sets pool_max_conns.
 func Open(ctx context.Context, databaseURL string, masterKey []byte) (*Store, error) {
 	var sealer *secrets.Sealer
 	if masterKey != nil {
@@ -56,6 +63,9 @@ func Open(ctx context.Context, databaseURL string, masterKey []byte) (*Store, er
 	if err != nil {
 		// pgx's parse errors can echo the URL, password included; keep them out.
 		return nil, errors.New("opening store: parsing database URL failed")
+	}
+	if !strings.Contains(databaseURL, "pool_max_conns") {
+		cfg.MaxConns = DefaultMaxConns
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -21,6 +21,11 @@ type Deps struct {
 	Pool *pgxpool.Pool
 	// Invoker runs connector actions (a *invoke.Invoker).
 	Invoker paymentlink.Invoker
+	// Messenger sends WhatsApp messages for the workflows (a
+	// *messaging.Service); nil fails the workflows' chat steps.
+	Messenger paymentlink.Messenger
+	// PaymentLinkChat configures the payment link's chat messages.
+	PaymentLinkChat paymentlink.ChatConfig
 }
 
 // New returns a worker on taskQueue with every workflow and activity
@@ -34,7 +39,12 @@ func New(c client.Client, taskQueue string, deps Deps) worker.Worker {
 // Register registers every workflow and activity on r; New uses it, and tests
 // use it with a test environment or a replayer.
 func Register(r worker.Registry, deps Deps) {
-	paymentlink.Register(r, &paymentlink.Activities{Store: paymentlink.NewDB(deps.Pool), Invoker: deps.Invoker})
+	paymentlink.Register(r, &paymentlink.Activities{
+		Store:     paymentlink.NewDB(deps.Pool),
+		Invoker:   deps.Invoker,
+		Messenger: deps.Messenger,
+		Chat:      deps.PaymentLinkChat,
+	})
 }
 
 // Router returns the dispatcher's routing table: each workflow's route.

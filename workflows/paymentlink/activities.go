@@ -40,6 +40,11 @@ type Store interface {
 type Activities struct {
 	Store   Store
 	Invoker Invoker
+	// Messenger sends the link and the payment confirmation over WhatsApp
+	// for links created with a chat; nil fails those sends (not retried).
+	Messenger Messenger
+	// Chat configures those messages.
+	Chat ChatConfig
 }
 
 // createParams are create_payment_link's parameters.

@@ -27,7 +27,8 @@ func NewDB(pool *pgxpool.Pool) *DB { return &DB{pool: pool} }
 
 const linkColumns = `id, tenant_id, connection_id, status, amount, coalesce(currency, ''), coalesce(product_name, ''),
     coalesce(price_id, ''), quantity, metadata, coalesce(url, ''), coalesce(provider_id, ''), workflow_id,
-    expires_at, paid_at, amount_paid, coalesce(last_error, ''), created_at, updated_at, coalesce(idempotency_key, '')`
+    expires_at, paid_at, amount_paid, coalesce(last_error, ''), created_at, updated_at, coalesce(idempotency_key, ''),
+    coalesce(chat_to, ''), coalesce(chat_connection_id, ''), coalesce(chat_message, '')`
 
 // storedLink is a row: the Link plus what the API does not show.
 type storedLink struct {
@@ -40,7 +41,8 @@ func scanLink(row pgx.Row) (storedLink, error) {
 	var md []byte
 	err := row.Scan(&l.ID, &l.TenantID, &l.ConnectionID, &l.Status, &l.Amount, &l.Currency, &l.ProductName,
 		&l.PriceID, &l.Quantity, &md, &l.URL, &l.ProviderID, &l.WorkflowID,
-		&l.ExpiresAt, &l.PaidAt, &l.AmountPaid, &l.LastError, &l.CreatedAt, &l.UpdatedAt, &l.idempotencyKey)
+		&l.ExpiresAt, &l.PaidAt, &l.AmountPaid, &l.LastError, &l.CreatedAt, &l.UpdatedAt, &l.idempotencyKey,
+		&l.To, &l.ChannelConnectionID, &l.Message)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return storedLink{}, store.ErrNotFound
 	}
@@ -78,12 +80,13 @@ func (db *DB) insert(ctx context.Context, l Link, idempotencyKey string) (stored
 	}
 	row := db.pool.QueryRow(ctx, `
 INSERT INTO payment_links (id, tenant_id, connection_id, idempotency_key, status, amount, currency, product_name,
-                           price_id, quantity, metadata, workflow_id, expires_at)
-VALUES ($1, $2, $3, $4, 'creating', $5, NULLIF($6, ''), NULLIF($7, ''), NULLIF($8, ''), $9, $10, $11, $12)
+                           price_id, quantity, metadata, workflow_id, expires_at, chat_to, chat_connection_id, chat_message)
+VALUES ($1, $2, $3, $4, 'creating', $5, NULLIF($6, ''), NULLIF($7, ''), NULLIF($8, ''), $9, $10, $11, $12,
+        NULLIF($13, ''), NULLIF($14, ''), NULLIF($15, ''))
 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
 RETURNING `+linkColumns,
 		l.ID, l.TenantID, l.ConnectionID, key, l.Amount, l.Currency, l.ProductName, l.PriceID, l.Quantity, md,
-		l.WorkflowID, l.ExpiresAt)
+		l.WorkflowID, l.ExpiresAt, l.To, l.ChannelConnectionID, l.Message)
 	stored, err = scanLink(row)
 	if err == nil {
 		return stored, true, nil

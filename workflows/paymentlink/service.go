@@ -81,7 +81,13 @@ func NewService(db *DB, temporal Starter, taskQueue string, validator Validator)
 	return &Service{db: db, temporal: temporal, taskQueue: taskQueue, validator: validator, now: time.Now, log: slog.Default()}
 }
 
-var currencyPattern = regexp.MustCompile(`^[a-z]{3}$`)
+var (
+	currencyPattern = regexp.MustCompile(`^[a-z]{3}$`)
+	e164Pattern     = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+)
+
+// maxChatMessageLen leaves room for the URL in WhatsApp's 4,096 characters.
+const maxChatMessageLen = 3000
 
 // Stripe's metadata limits, which are the tightest of the payment providers
 // Ponte targets.
@@ -147,6 +153,17 @@ func normalize(req CreateRequest) (CreateRequest, error) {
 			return req, invalid("metadata", "value of %q is longer than %d characters", k, maxMetadataValueLen)
 		}
 	}
+	req.To = strings.TrimSpace(req.To)
+	switch {
+	case req.To == "" && (req.ChannelConnectionID != "" || req.Message != ""):
+		return req, invalid("to", "is required with channel_connection_id or message")
+	case req.To != "" && !e164Pattern.MatchString(req.To):
+		return req, invalid("to", "must be an E.164 phone number, e.g. +393331234567")
+	case req.To != "" && req.ChannelConnectionID == "":
+		return req, invalid("channel_connection_id", "is required to send the link over WhatsApp")
+	case utf8.RuneCountInString(req.Message) > maxChatMessageLen:
+		return req, invalid("message", "is longer than %d characters", maxChatMessageLen)
+	}
 	if len(req.IdempotencyKey) > maxIdempotencyKey {
 		return req, invalid("Idempotency-Key", "is longer than %d characters", maxIdempotencyKey)
 	}
@@ -176,6 +193,19 @@ func (s *Service) Create(ctx context.Context, tenantID string, req CreateRequest
 	if status != "active" {
 		return Link{}, &InvalidError{Field: "connection_id", Reason: "connection is " + status}
 	}
+	if req.ChannelConnectionID != "" {
+		chStatus, connector, err := s.db.connectionStatus(ctx, tenantID, req.ChannelConnectionID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return Link{}, &InvalidError{Field: "channel_connection_id", Reason: "no such connection"}
+		case err != nil:
+			return Link{}, fmt.Errorf("creating payment link: %w", err)
+		case connector != ChatConnector:
+			return Link{}, &InvalidError{Field: "channel_connection_id", Reason: "is not a WhatsApp Cloud API connection"}
+		case chStatus != "active":
+			return Link{}, &InvalidError{Field: "channel_connection_id", Reason: "connection is " + chStatus}
+		}
+	}
 
 	now := s.now()
 	link := Link{
@@ -189,6 +219,7 @@ func (s *Service) Create(ctx context.Context, tenantID string, req CreateRequest
 		Quantity:     req.Quantity,
 		Metadata:     maps.Clone(req.Metadata),
 		ExpiresAt:    now.Add(req.ExpiresIn).UTC().Truncate(time.Microsecond),
+		To:           req.To, ChannelConnectionID: req.ChannelConnectionID, Message: req.Message,
 	}
 	if link.Metadata == nil {
 		link.Metadata = map[string]string{}
@@ -244,7 +275,7 @@ func (s *Service) start(ctx context.Context, l Link) error {
 		TaskQueue:                                s.taskQueue,
 		WorkflowIDReusePolicy:                    enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
-	}, WorkflowName, WorkflowInput{TenantID: l.TenantID, LinkID: l.ID, ExpiresAt: l.ExpiresAt})
+	}, WorkflowName, WorkflowInput{TenantID: l.TenantID, LinkID: l.ID, ExpiresAt: l.ExpiresAt, Chat: l.To != ""})
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
 		return nil
@@ -261,7 +292,8 @@ func sameRequest(existing, l Link) bool {
 	eqAmount := (existing.Amount == nil) == (l.Amount == nil) && (existing.Amount == nil || *existing.Amount == *l.Amount)
 	return existing.ConnectionID == l.ConnectionID && eqAmount && existing.Currency == l.Currency &&
 		existing.ProductName == l.ProductName && existing.PriceID == l.PriceID &&
-		existing.Quantity == l.Quantity && maps.Equal(existing.Metadata, l.Metadata)
+		existing.Quantity == l.Quantity && maps.Equal(existing.Metadata, l.Metadata) &&
+		existing.To == l.To && existing.ChannelConnectionID == l.ChannelConnectionID && existing.Message == l.Message
 }
 
 // Get returns a tenant's link, or ErrNotFound.

@@ -33,6 +33,14 @@ type CreateRequest struct {
 	Metadata       map[string]string `json:"metadata,omitempty"`
 	ExpiresIn      time.Duration     `json:"expires_in,omitempty"` // default 24h
 	IdempotencyKey string            `json:"-"`
+	// To, when set, is the customer's phone (E.164): the workflow sends the
+	// link there over WhatsApp from ChannelConnectionID (a Cloud API
+	// connection), and confirms the payment in the same chat.
+	To                  string `json:"to,omitempty"`
+	ChannelConnectionID string `json:"channel_connection_id,omitempty"`
+	// Message is the text sent with the link (the URL is appended); a
+	// default is used when empty.
+	Message string `json:"message,omitempty"`
 }
 
 // Link is a payment link as Ponte records it.
@@ -54,8 +62,13 @@ type Link struct {
 	PaidAt       *time.Time        `json:"paid_at,omitempty"`
 	AmountPaid   *int64            `json:"amount_paid,omitempty"`
 	LastError    string            `json:"last_error,omitempty"`
-	CreatedAt    time.Time         `json:"created_at"`
-	UpdatedAt    time.Time         `json:"updated_at"`
+	// To and ChannelConnectionID say where the link is sent over WhatsApp
+	// (empty for links without a chat); Message is the text sent with it.
+	To                  string    `json:"to,omitempty"`
+	ChannelConnectionID string    `json:"channel_connection_id,omitempty"`
+	Message             string    `json:"message,omitempty"`
+	CreatedAt           time.Time `json:"created_at"`
+	UpdatedAt           time.Time `json:"updated_at"`
 }
 
 // PaymentEvent is the signal the dispatcher sends to a payment link's workflow

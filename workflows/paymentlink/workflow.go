@@ -36,6 +36,9 @@ type WorkflowInput struct {
 	TenantID  string    `json:"tenant_id"`
 	LinkID    string    `json:"link_id"`
 	ExpiresAt time.Time `json:"expires_at"`
+	// Chat says the link goes to a WhatsApp chat: sent once created, and the
+	// payment confirmed there.
+	Chat bool `json:"chat,omitempty"`
 }
 
 // LinkRef names a payment link for activities.
@@ -142,6 +145,15 @@ func Workflow(ctx workflow.Context, in WorkflowInput) (Status, error) {
 		return StatusFailed, nil
 	}
 
+	// The chat steps are new: GetVersion keeps histories recorded before them
+	// replaying as they ran (and only links with a chat ask at all).
+	chat := in.Chat && workflow.GetVersion(ctx, chatVersion, workflow.DefaultVersion, 1) >= 1
+	if chat {
+		if err := chatStep(ctx, ActivitySendLink, ref, StatusOpen, record); err != nil {
+			return StatusOpen, fmt.Errorf("recording chat failure of link %s: %w", in.LinkID, err)
+		}
+	}
+
 	status := StatusOpen
 	seen := map[int64]bool{}
 	events := workflow.GetSignalChannel(ctx, SignalPaymentEvent)
@@ -215,6 +227,11 @@ func Workflow(ctx workflow.Context, in WorkflowInput) (Status, error) {
 		}
 		if err := apply(ev); err != nil {
 			return status, err
+		}
+	}
+	if chat && status == StatusPaid {
+		if err := chatStep(ctx, ActivitySendPaid, ref, StatusPaid, record); err != nil {
+			return status, fmt.Errorf("recording chat failure of link %s: %w", in.LinkID, err)
 		}
 	}
 	return status, nil

@@ -1,0 +1,144 @@
+package messaging
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// sentWriter groups the records of accepted sends: every send whose provider
+// call succeeded hands its wamid here and waits, and a few writers each take
+// whatever has queued up while the previous UPDATE ran and write it in one
+// statement. At a thousand sends a second that is tens of rows per statement
+// instead of one, with no added wait when the load is low (a lone request is
+// written at once).
+type sentWriter struct {
+	pool *pgxpool.Pool
+	ch   chan sentReq
+
+	mu     sync.RWMutex
+	closed bool
+	wg     sync.WaitGroup
+}
+
+type sentReq struct {
+	ctx                 context.Context
+	tenantID, id, wamid string
+	at                  time.Time
+	done                chan sentRes
+}
+
+type sentRes struct {
+	m   Message
+	err error
+}
+
+const (
+	sentWriters  = 4
+	maxSentBatch = 256
+)
+
+func newSentWriter(pool *pgxpool.Pool) *sentWriter {
+	w := &sentWriter{pool: pool, ch: make(chan sentReq, 1024)}
+	for range sentWriters {
+		w.wg.Go(w.run)
+	}
+	return w
+}
+
+// write records one accepted send; ok is false after close.
+func (w *sentWriter) write(ctx context.Context, tenantID, id, wamid string, at time.Time) (Message, bool, error) {
+	w.mu.RLock()
+	if w.closed {
+		w.mu.RUnlock()
+		return Message{}, false, nil
+	}
+	done := make(chan sentRes, 1)
+	w.ch <- sentReq{ctx: ctx, tenantID: tenantID, id: id, wamid: wamid, at: at, done: done}
+	w.mu.RUnlock()
+	select {
+	case r := <-done:
+		return r.m, true, r.err
+	case <-ctx.Done():
+		return Message{}, true, fmt.Errorf("recording message %s as sent: %w", id, ctx.Err())
+	}
+}
+
+func (w *sentWriter) close() {
+	w.mu.Lock()
+	if !w.closed {
+		w.closed = true
+		close(w.ch)
+	}
+	w.mu.Unlock()
+	w.wg.Wait()
+}
+
+func (w *sentWriter) run() {
+	for first := range w.ch {
+		batch := []sentReq{first}
+	gather:
+		for len(batch) < maxSentBatch {
+			select {
+			case r, ok := <-w.ch:
+				if !ok {
+					break gather
+				}
+				batch = append(batch, r)
+			default:
+				break gather
+			}
+		}
+		w.flush(batch)
+	}
+}
+
+// markSentBatch is markSent for many rows at once (see ledger.markSent).
+const markSentBatch = `
+UPDATE messages m
+SET provider_message_id = COALESCE(m.provider_message_id, NULLIF(u.wamid, '')),
+    status = CASE WHEN m.status IN ('sending', 'unknown') THEN 'sent' ELSE m.status END,
+    status_reason = CASE WHEN m.status IN ('sending', 'unknown') THEN NULL ELSE m.status_reason END,
+    sent_at = COALESCE(m.sent_at, u.at),
+    updated_at = now()
+FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(tenant_id, id, wamid, at)
+WHERE m.id = u.id AND m.tenant_id = u.tenant_id
+RETURNING ` + messageColumnsM
+
+func (w *sentWriter) flush(batch []sentReq) {
+	tenants := make([]string, len(batch))
+	ids := make([]string, len(batch))
+	wamids := make([]string, len(batch))
+	ats := make([]time.Time, len(batch))
+	for i, r := range batch {
+		tenants[i], ids[i], wamids[i], ats[i] = r.tenantID, r.id, r.wamid, r.at
+	}
+	// The callers' sends happened: record them even if a caller gave up.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rows, err := w.pool.Query(ctx, markSentBatch, tenants, ids, wamids, ats)
+	var got map[string]Message
+	if err == nil {
+		var ms []Message
+		ms, err = pgx.CollectRows(rows, func(row pgx.CollectableRow) (Message, error) { return scanMessage(row) })
+		got = make(map[string]Message, len(ms))
+		for _, m := range ms {
+			got[m.ID] = m
+		}
+	}
+	for _, r := range batch {
+		m, ok := got[r.id]
+		switch {
+		case err != nil:
+			r.done <- sentRes{err: fmt.Errorf("recording message %s as sent: %w", r.id, err)}
+		case !ok:
+			r.done <- sentRes{err: fmt.Errorf("recording message %s as sent: %w", r.id, ErrNotFound)}
+		default:
+			r.done <- sentRes{m: m}
+		}
+	}
+}
