@@ -91,7 +91,7 @@ func BenchmarkIngressStripe(b *testing.B) {
 	seconds := benchEnv("PONTE_BENCH_SECONDS", 30)
 	conns := benchEnv("PONTE_BENCH_CONNS", 256)
 
-	in := newInstallation(b)
+	in := newInstallation(b, "stripe")
 	profileDir := os.Getenv("PONTE_BENCH_PROFILE") // a folder: a 10 s CPU profile of `ponte serve` under load goes there
 	var pprofAddr string
 	if profileDir != "" {
@@ -185,9 +185,9 @@ func BenchmarkIngressStripe(b *testing.B) {
 			_, _ = io.Copy(f, resp.Body)
 		}()
 	}
-	pluginPIDs := serve.pluginPIDs(b)
+	stripePID := serve.pluginPID(b, "stripe")
 	serveCPU0, _ := cpuTicks(serve.cmd.Process.Pid)
-	pluginCPU0, _ := cpuTicks(pluginPIDs[0])
+	pluginCPU0, _ := cpuTicks(stripePID)
 	machineBusy0, machineTotal0 := cpuTicks(0)
 	b.ResetTimer()
 	for k := 0; k < total; k++ {
@@ -198,7 +198,7 @@ func BenchmarkIngressStripe(b *testing.B) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	serveCPU1, _ := cpuTicks(serve.cmd.Process.Pid)
-	pluginCPU1, _ := cpuTicks(pluginPIDs[0])
+	pluginCPU1, _ := cpuTicks(stripePID)
 	machineBusy1, machineTotal1 := cpuTicks(0)
 	const ticksPerSecond = 100 // USER_HZ on Linux
 	cpuPerRequest := func(ticks int64) time.Duration {
@@ -289,7 +289,7 @@ func rssBytes(tb testing.TB, pid int) int64 {
 // a connection was made and one webhook handled, then PONTE_BENCH_IDLE_SECONDS
 // (default 20) of idleness.
 func BenchmarkIdleMemory(b *testing.B) {
-	in := newInstallation(b)
+	in := newInstallation(b, "stripe")
 	serve := in.start()
 	const secret = "whsec_bench_idle"
 	_, webhookURL := in.connectStripe(secret)
@@ -301,12 +301,12 @@ func BenchmarkIdleMemory(b *testing.B) {
 	}
 	time.Sleep(time.Duration(benchEnv("PONTE_BENCH_IDLE_SECONDS", 20)) * time.Second)
 
-	plugins := serve.pluginPIDs(b)
-	if len(plugins) != 1 {
-		b.Fatalf("plugin pids = %v, want the Stripe plugin alone", plugins)
+	stripePID := serve.pluginPID(b, "stripe")
+	if stripePID == 0 {
+		b.Fatal("no stripe plugin process")
 	}
 	serveRSS := rssBytes(b, serve.cmd.Process.Pid)
-	pluginRSS := rssBytes(b, plugins[0])
+	pluginRSS := rssBytes(b, stripePID)
 	const mb = 1 << 20
 	b.ReportMetric(float64(serveRSS+pluginRSS)/mb, "total-MB")
 	b.ReportMetric(float64(serveRSS)/mb, "serve-MB")

@@ -39,10 +39,20 @@ type installation struct {
 	logDir    string
 }
 
-func newInstallation(t testing.TB) *installation {
+// The connectors an installation runs unless a test names others.
+var defaultConnectors = []string{"stripe", "cloudapi"}
+
+func newInstallation(t testing.TB, connectors ...string) *installation {
 	t.Helper()
 	ponte := testenv.BuildBinary(t, "./cmd/ponte")
-	stripePlugin := testenv.BuildBinary(t, "./connectors/stripe/cmd/ponte-connector-stripe")
+	if len(connectors) == 0 {
+		connectors = defaultConnectors
+	}
+	var binaries []string
+	for _, name := range connectors {
+		binaries = append(binaries, testenv.BuildBinary(t, "./connectors/"+name+"/cmd/ponte-connector-"+name))
+	}
+	pluginDir := pluginDir(t, binaries...)
 	dbURL := testenv.PostgresURL(t)
 	temporalAddr := testenv.TemporalAddress(t)
 	stripeAPI := testenv.StripeMockURL(t)
@@ -79,13 +89,32 @@ func newInstallation(t testing.TB) *installation {
 			"TEMPORAL_ADDRESS="+temporalAddr,
 			"TEMPORAL_NAMESPACE=default",
 			"PONTE_MASTER_KEY="+secrets.GenerateMasterKey(),
-			"PONTE_PLUGIN_DIR="+filepath.Dir(stripePlugin),
+			"PONTE_PLUGIN_DIR="+pluginDir,
 			"PONTE_HTTP_ADDR="+addr,
 			"PONTE_TASK_QUEUE=e2e-"+strconv.FormatInt(time.Now().UnixNano(), 36),
 			"PONTE_LOG_LEVEL=info",
 		),
 	}
 	return inst
+}
+
+// pluginDir returns a plugin directory holding the given plugin binaries.
+func pluginDir(t testing.TB, binaries ...string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, bin := range binaries {
+		dst := filepath.Join(dir, filepath.Base(bin))
+		if err := os.Link(bin, dst); err != nil {
+			b, err := os.ReadFile(bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dst, b, 0o755); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return dir
 }
 
 func (in *installation) url(path string) string { return "http://" + in.addr + path }
@@ -145,14 +174,14 @@ func (p *serveProcess) kill() {
 	<-p.done
 }
 
-// pluginPIDs returns the pids of the serve process's plugin children.
-func (p *serveProcess) pluginPIDs(t testing.TB) []int {
+// pluginPID returns the pid of the serve process's plugin of the named
+// connector (its binary is ponte-connector-NAME), or 0.
+func (p *serveProcess) pluginPID(t testing.TB, connector string) int {
 	t.Helper()
 	entries, err := os.ReadDir("/proc")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var pids []int
 	for _, e := range entries {
 		pid, err := strconv.Atoi(e.Name())
 		if err != nil {
@@ -162,23 +191,26 @@ func (p *serveProcess) pluginPIDs(t testing.TB) []int {
 		if err != nil {
 			continue
 		}
-		// pid (comm) state ppid ...
+		// pid (comm) state ppid ...; comm is cut at 15 bytes, so the name
+		// comes from the command line.
 		s := string(stat)
-		end := strings.LastIndexByte(s, ')')
-		if end < 0 {
-			continue
-		}
-		comm := s[strings.IndexByte(s, '(')+1 : end]
-		fields := strings.Fields(s[end+1:])
+		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
 		if len(fields) < 2 {
 			continue
 		}
-		ppid, _ := strconv.Atoi(fields[1])
-		if ppid == p.cmd.Process.Pid && strings.HasPrefix(comm, "ponte-connector") {
-			pids = append(pids, pid)
+		if ppid, _ := strconv.Atoi(fields[1]); ppid != p.cmd.Process.Pid {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		argv0, _, _ := strings.Cut(string(cmdline), "\x00")
+		if filepath.Base(argv0) == "ponte-connector-"+connector {
+			return pid
 		}
 	}
-	return pids
+	return 0
 }
 
 func (in *installation) logs() string {
