@@ -68,10 +68,12 @@ type Committer struct {
 	metrics Metrics
 
 	reqs chan *commitRequest
+	wake chan struct{} // to the notifier: new events were committed
 
-	mu     sync.RWMutex // guards closed against sends racing Close
-	closed bool
-	wg     sync.WaitGroup
+	mu      sync.RWMutex // guards closed against sends racing Close
+	closed  bool
+	writers sync.WaitGroup // the writer goroutines
+	wg      sync.WaitGroup // the notifier
 }
 
 type commitRequest struct {
@@ -108,14 +110,17 @@ func NewCommitter(pool *pgxpool.Pool, cfg CommitterConfig) *Committer {
 		log:     cmp.Or(cfg.Logger, slog.Default()),
 		metrics: cfg.Metrics,
 		reqs:    make(chan *commitRequest, cfg.MaxBatchRequests*cfg.Writers),
+		wake:    make(chan struct{}, 1),
 	}
 	if c.metrics == nil {
 		c.metrics = nopMetrics{}
 	}
 	for range cfg.Writers {
-		c.wg.Add(1)
+		c.writers.Add(1)
 		go c.writer()
 	}
+	c.wg.Add(1)
+	go c.notifier()
 	return c
 }
 
@@ -130,6 +135,8 @@ func (c *Committer) Close() {
 	c.closed = true
 	close(c.reqs)
 	c.mu.Unlock()
+	c.writers.Wait()
+	close(c.wake)
 	c.wg.Wait()
 }
 
@@ -191,7 +198,7 @@ func encodeCorrelation(m map[string]string) ([]byte, error) {
 // writer takes the first waiting request, gathers every other request already
 // queued (up to the batch caps) and writes them together.
 func (c *Committer) writer() {
-	defer c.wg.Done()
+	defer c.writers.Done()
 	batch := make([]*commitRequest, 0, c.cfg.MaxBatchRequests)
 	for first := range c.reqs {
 		batch = append(batch[:0], first)
@@ -221,6 +228,9 @@ func (c *Committer) flush(batch []*commitRequest) {
 	inserted, err := c.write(batch)
 	c.metrics.BatchCommitted(len(batch), countEvents(batch), time.Since(start), err)
 	if err == nil {
+		if len(inserted) > 0 {
+			c.poke()
+		}
 		for _, r := range batch {
 			r.done <- commitResult{inserted: inserted[r]}
 		}
@@ -241,6 +251,9 @@ func (c *Committer) flush(batch []*commitRequest) {
 			r.done <- commitResult{err: fmt.Errorf("storing events: %w", err)}
 			continue
 		}
+		if len(ins) > 0 {
+			c.poke()
+		}
 		r.done <- commitResult{inserted: ins[r]}
 	}
 }
@@ -260,18 +273,47 @@ func countEvents(batch []*commitRequest) int {
 // The rows travel as parallel arrays through unnest: one round trip, one
 // parsed and cached statement whatever the batch size, no parameter-count
 // limit. ON CONFLICT DO NOTHING turns redeliveries into no-ops; RETURNING says
-// which rows were new. The lateral pg_notify runs once per new row, but
-// Postgres folds identical notifications of a transaction into one and sends it
-// only on commit, so dispatchers wake exactly when there is something to do.
+// which rows were new.
+//
+// The statement does not NOTIFY: Postgres serializes the commits of
+// transactions that notify (they queue on one lock through their WAL flush),
+// which would undo the group commit's parallel writers. The committer's
+// notifier sends one coalesced NOTIFY after the commits instead.
 const insertEvents = `
-WITH ins AS (
-    INSERT INTO events (tenant_id, connection_id, dedupe_key, type, occurred_at, correlation, payload)
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], $7::jsonb[])
-    ON CONFLICT (connection_id, dedupe_key) DO NOTHING
-    RETURNING connection_id, dedupe_key
-)
-SELECT ins.connection_id, ins.dedupe_key
-FROM ins, LATERAL (SELECT pg_notify('` + NotifyChannel + `', '')) AS notified`
+INSERT INTO events (tenant_id, connection_id, dedupe_key, type, occurred_at, correlation, payload)
+SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::jsonb[], $7::jsonb[])
+ON CONFLICT (connection_id, dedupe_key) DO NOTHING
+RETURNING connection_id, dedupe_key`
+
+// notifyPause is the least time between two NOTIFYs of a committer: under
+// load a dispatcher that was woken drains everything committed meanwhile, so
+// one wake-up per pause is enough, and the notify lock is taken at most
+// 1/notifyPause times a second.
+const notifyPause = 5 * time.Millisecond
+
+// notifier sends a NOTIFY on NotifyChannel after commits that stored new
+// events, coalescing those that come while one is being sent or within
+// notifyPause of the last. It runs until wake is closed.
+func (c *Committer) notifier() {
+	defer c.wg.Done()
+	for range c.wake {
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+		if _, err := c.pool.Exec(ctx, `SELECT pg_notify('`+NotifyChannel+`', '')`); err != nil {
+			// Dispatchers also poll; a lost wake-up delays, never loses.
+			c.log.Warn("ingress: notifying dispatchers failed", "error", err)
+		}
+		cancel()
+		time.Sleep(notifyPause)
+	}
+}
+
+// poke asks the notifier for a NOTIFY without waiting for it.
+func (c *Committer) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default: // one is pending already; it covers this commit too
+	}
+}
 
 type rowKey struct{ connectionID, dedupeKey string }
 
