@@ -152,10 +152,7 @@ func (s *Service) applyKeyword(ctx context.Context, ev dispatch.Event, m inbound
 	if kind == KeywordStart {
 		action = ActionOptIn
 	}
-	occurred := ev.OccurredAt
-	if occurred.IsZero() {
-		occurred = s.now()
-	}
+	occurred := keywordTime(ev.OccurredAt, s.now())
 	rec := NewRecord{
 		ContactID: contactID, Purposes: LedgerPurposes, Action: action, Source: SourceKeyword, Method: MethodKeyword,
 		Evidence: evidence, OccurredAt: occurred,
@@ -271,4 +268,21 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return string(r[:n]) + "…"
+}
+
+// keywordTime is when a keyword record takes effect. WhatsApp stamps messages
+// to the whole second while other records (an opt-in through the API) carry
+// microseconds, and the current state is the latest record: a STOP typed at
+// 12:00:00.9 arrives stamped 12:00:00 and would lose to an opt-in recorded at
+// 12:00:00.6. The keyword counts from the last instant of its second, never
+// later than now.
+func keywordTime(stamped, now time.Time) time.Time {
+	if stamped.IsZero() {
+		return now
+	}
+	end := stamped.Truncate(time.Second).Add(time.Second - time.Microsecond)
+	if end.After(now) {
+		return now
+	}
+	return end
 }

@@ -63,6 +63,11 @@ type Config struct {
 	// 24-hour window (PONTE_PAYMENT_LINK_TEMPLATE, _LANGUAGE) and the
 	// confirmation text (PONTE_PAYMENT_LINK_PAID_TEXT).
 	PaymentLinkChat paymentlink.ChatConfig
+	// MessageUnknownAfter is how long a send whose outcome is unknown (the
+	// process died between the provider call and recording its answer) waits
+	// for a status webhook carrying its ledger id before it is marked
+	// unknown (PONTE_MESSAGE_UNKNOWN_AFTER, a Go duration; default 10m).
+	MessageUnknownAfter time.Duration
 	// PprofAddr, when set (PONTE_PPROF_ADDR, e.g. 127.0.0.1:6060), serves Go's
 	// profiler there, on a listener of its own so it is never exposed with the API.
 	PprofAddr string
@@ -74,17 +79,18 @@ type Config struct {
 // defaults of a local setup.
 func ConfigFromEnv() Config {
 	cfg := Config{
-		DatabaseURL:       os.Getenv("DATABASE_URL"),
-		TemporalAddress:   envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
-		TemporalNamespace: envOr("TEMPORAL_NAMESPACE", "default"),
-		MasterKey:         os.Getenv("PONTE_MASTER_KEY"),
-		PluginDir:         envOr("PONTE_PLUGIN_DIR", "bin/plugins"),
-		HTTPAddr:          envOr("PONTE_HTTP_ADDR", "127.0.0.1:8080"),
-		PublicURL:         os.Getenv("PONTE_PUBLIC_URL"),
-		TaskQueue:         envOr("PONTE_TASK_QUEUE", "ponte"),
-		ShutdownTimeout:   15 * time.Second,
-		LogLevel:          envOr("PONTE_LOG_LEVEL", "info"),
-		PprofAddr:         os.Getenv("PONTE_PPROF_ADDR"),
+		DatabaseURL:         os.Getenv("DATABASE_URL"),
+		TemporalAddress:     envOr("TEMPORAL_ADDRESS", "127.0.0.1:7233"),
+		TemporalNamespace:   envOr("TEMPORAL_NAMESPACE", "default"),
+		MasterKey:           os.Getenv("PONTE_MASTER_KEY"),
+		PluginDir:           envOr("PONTE_PLUGIN_DIR", "bin/plugins"),
+		HTTPAddr:            envOr("PONTE_HTTP_ADDR", "127.0.0.1:8080"),
+		PublicURL:           os.Getenv("PONTE_PUBLIC_URL"),
+		TaskQueue:           envOr("PONTE_TASK_QUEUE", "ponte"),
+		ShutdownTimeout:     15 * time.Second,
+		LogLevel:            envOr("PONTE_LOG_LEVEL", "info"),
+		PprofAddr:           os.Getenv("PONTE_PPROF_ADDR"),
+		MessageUnknownAfter: durationEnv("PONTE_MESSAGE_UNKNOWN_AFTER"),
 		PaymentLinkChat: paymentlink.ChatConfig{
 			LinkTemplate:         os.Getenv("PONTE_PAYMENT_LINK_TEMPLATE"),
 			LinkTemplateLanguage: envOr("PONTE_PAYMENT_LINK_TEMPLATE_LANGUAGE", "en"),
@@ -142,6 +148,11 @@ func (c *Config) Validate() error {
 		c.PublicURL = "http://" + c.HTTPAddr
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if v := os.Getenv("PONTE_MESSAGE_UNKNOWN_AFTER"); v != "" {
+		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+			problems = append(problems, "PONTE_MESSAGE_UNKNOWN_AFTER: want a positive Go duration such as 10m")
+		}
+	}
 	if c.TaskQueue == "" {
 		c.TaskQueue = "ponte"
 	}
@@ -156,6 +167,13 @@ func (c *Config) Validate() error {
 
 // Has reports whether the process runs role r.
 func (c Config) Has(r Role) bool { return slices.Contains(c.Roles, r) }
+
+// durationEnv parses a Go duration from the environment; a missing or
+// unparsable value is zero (the default), and Validate reports the latter.
+func durationEnv(key string) time.Duration {
+	d, _ := time.ParseDuration(os.Getenv(key))
+	return d
+}
 
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {

@@ -162,7 +162,7 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("creating the dispatcher: %w", err)
 		}
 		background("dispatcher", d.Run)
-		background("message reconciler", (&messaging.Reconciler{Pool: st.Pool(), Logger: log}).Run)
+		background("message reconciler", (&messaging.Reconciler{Pool: st.Pool(), After: cfg.MessageUnknownAfter, Logger: log}).Run)
 		background("deferred message scheduler", (&messaging.Scheduler{Service: msg.messages, Pool: st.Pool(), Logger: log}).Run)
 	}
 
