@@ -83,14 +83,17 @@ func (s *Service) CheckTx(ctx context.Context, tx pgx.Tx, req CheckRequest) (Dec
 	return s.check(ctx, tx, req)
 }
 
+// lockSQL takes contact $2's consent lock (namespace $1) in shared mode and
+// returns the transaction's isolation level.
+const lockSQL = `SELECT current_setting('transaction_isolation'), pg_advisory_xact_lock_shared($1, hashtext($2)) IS NULL`
+
 // lockShared takes the contact's consent lock in shared mode and checks the
 // isolation level in the same round trip. The check's snapshot must be taken
 // after the lock is granted, which READ COMMITTED does per statement and
 // REPEATABLE READ would not (its snapshot is the transaction's first).
 func lockShared(ctx context.Context, tx pgx.Tx, contactID string) error {
 	var isolation string
-	err := tx.QueryRow(ctx, `SELECT current_setting('transaction_isolation'), pg_advisory_xact_lock_shared($1, hashtext($2)) IS NULL`,
-		lockNamespace, contactID).Scan(&isolation, new(bool))
+	err := tx.QueryRow(ctx, lockSQL, lockNamespace, contactID).Scan(&isolation, new(bool))
 	if err != nil {
 		return fmt.Errorf("locking consent of contact %s: %w", contactID, err)
 	}
@@ -103,7 +106,7 @@ func lockShared(ctx context.Context, tx pgx.Tx, contactID string) error {
 // hold is the transaction of a [Service.Hold], found by Check in the context.
 type hold struct {
 	tenantID, contactID string
-	tx                  pgx.Tx
+	tx                  querier
 }
 
 type holdKey struct{}
@@ -119,21 +122,77 @@ type holdKey struct{}
 // the held transaction, so a send needs no second connection for its check.
 // Do not call Check concurrently with that context. The pool must be sized
 // for one connection per send in flight under Hold, plus what send itself
-// uses. send's error is returned unchanged.
+// uses. send's error is returned unchanged. A sender that checks right
+// before its call should use [Service.HoldCheck], which saves that round trip.
 func (s *Service) Hold(ctx context.Context, tenantID, contactID string, send func(ctx context.Context) error) error {
 	if tenantID == "" || contactID == "" {
 		return errors.New("consent hold: a tenant and a contact are required")
 	}
-	tx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted})
+	_, err := s.hold(ctx, tenantID, contactID, nil, send)
+	return err
+}
+
+// HoldCheck is Check followed by send under [Service.Hold], for a sender
+// whose last step before the provider call is the consent check: the
+// transaction's start, the lock and the check go to Postgres as one
+// pipelined batch, one round trip instead of three. The check runs after the
+// lock is granted (the statements of a pipeline run in order, and READ
+// COMMITTED takes each statement's snapshot when it starts), so it sees
+// every opt-out committed before the lock, and none can commit until send
+// returns. send runs only when the decision allows the message; its error
+// is returned unchanged with the decision. req.ContactID is required.
+func (s *Service) HoldCheck(ctx context.Context, req CheckRequest, send func(ctx context.Context) error) (Decision, error) {
+	if req.TenantID == "" || req.ContactID == "" {
+		return Decision{}, errors.New("consent hold: a tenant and a contact are required")
+	}
+	if !sendPurposes[req.Purpose] {
+		return Decision{}, fmt.Errorf("consent check: unknown purpose %q", req.Purpose)
+	}
+	return s.hold(ctx, req.TenantID, req.ContactID, &req, send)
+}
+
+// hold opens the held transaction, takes the lock and, when req is given,
+// checks it, all in one batch; then runs send (when allowed) and releases
+// the lock by rolling back.
+func (s *Service) hold(ctx context.Context, tenantID, contactID string, req *CheckRequest, send func(ctx context.Context) error) (Decision, error) {
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return fmt.Errorf("consent hold: beginning transaction: %w", err)
+		return Decision{}, fmt.Errorf("consent hold: acquiring a connection: %w", err)
 	}
-	// Nothing is written in tx; rolling back just releases the lock.
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if err := lockShared(ctx, tx, contactID); err != nil {
-		return fmt.Errorf("consent hold: %w", err)
+	defer func() {
+		// Nothing is written in the transaction; rolling back just releases
+		// the lock. Should the rollback fail, the pool sees the connection
+		// still inside a transaction at Release and closes it, which
+		// releases the lock too.
+		if conn.Conn().PgConn().TxStatus() != 'I' {
+			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
+		}
+		conn.Release()
+	}()
+	var isolation string
+	var st consentState
+	b := &pgx.Batch{}
+	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
+	b.Queue(lockSQL, lockNamespace, contactID).QueryRow(func(row pgx.Row) error {
+		return row.Scan(&isolation, new(bool))
+	})
+	if req != nil {
+		b.Queue(checkQuery, req.TenantID, req.ContactID, req.Phone).QueryRow(st.scan)
 	}
-	return send(context.WithValue(ctx, holdKey{}, &hold{tenantID: tenantID, contactID: contactID, tx: tx}))
+	if err := conn.SendBatch(ctx, b).Close(); err != nil {
+		return Decision{}, fmt.Errorf("consent hold: locking and checking consent of contact %s: %w", contactID, err)
+	}
+	if isolation != "read committed" {
+		// Cannot happen with the BEGIN above; kept as the same guard CheckTx has.
+		return Decision{}, fmt.Errorf("consent hold: transaction isolation is %s, not read committed", isolation)
+	}
+	dec := Decision{Allowed: true}
+	if req != nil {
+		if dec, err = s.decide(ctx, *req, st); err != nil || !dec.Allowed {
+			return dec, err
+		}
+	}
+	return dec, send(context.WithValue(ctx, holdKey{}, &hold{tenantID: tenantID, contactID: contactID, tx: conn}))
 }
 
 // querier is a pool or a transaction.
@@ -159,6 +218,19 @@ SELECT
 
 var sendPurposes = map[string]bool{PurposeMarketing: true, PurposeUtility: true, PurposeService: true, PurposeAuthentication: true}
 
+// consentState is what checkQuery reads.
+type consentState struct {
+	excluded           bool
+	marketing, utility string
+}
+
+func (st *consentState) scan(row pgx.Row) error {
+	if err := row.Scan(&st.excluded, &st.marketing, &st.utility); err != nil {
+		return fmt.Errorf("reading consent state: %w", err)
+	}
+	return nil
+}
+
 func (s *Service) check(ctx context.Context, q querier, req CheckRequest) (Decision, error) {
 	if req.TenantID == "" || (req.ContactID == "" && req.Phone == "") {
 		return Decision{}, errors.New("consent check: a tenant and a contact or phone are required")
@@ -166,22 +238,26 @@ func (s *Service) check(ctx context.Context, q querier, req CheckRequest) (Decis
 	if !sendPurposes[req.Purpose] {
 		return Decision{}, fmt.Errorf("consent check: unknown purpose %q", req.Purpose)
 	}
+	var st consentState
+	if err := st.scan(q.QueryRow(ctx, checkQuery, req.TenantID, req.ContactID, req.Phone)); err != nil {
+		return Decision{}, fmt.Errorf("consent check: reading consent of contact %s: %w", req.ContactID, err)
+	}
+	return s.decide(ctx, req, st)
+}
+
+// decide turns the consent state of a contact into the decision on req.
+func (s *Service) decide(ctx context.Context, req CheckRequest, cs consentState) (Decision, error) {
 	at := req.At
 	if at.IsZero() {
 		at = s.now()
 	}
-	var excluded bool
-	var marketing, utility string
-	if err := q.QueryRow(ctx, checkQuery, req.TenantID, req.ContactID, req.Phone).Scan(&excluded, &marketing, &utility); err != nil {
-		return Decision{}, fmt.Errorf("consent check: reading consent of contact %s: %w", req.ContactID, err)
-	}
-	if excluded {
+	if cs.excluded {
 		return Decision{Reason: ReasonExcluded}, nil
 	}
 	if req.ConsentConfirmation || isConfirmationCall(ctx, req) {
 		return Decision{Allowed: true}, nil
 	}
-	mState, uState := stateOf(marketing), stateOf(utility)
+	mState, uState := stateOf(cs.marketing), stateOf(cs.utility)
 	switch req.Purpose {
 	case PurposeMarketing:
 		if mState == StateOut {

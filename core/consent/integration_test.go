@@ -712,6 +712,81 @@ func TestIntegrationStopVersusSend(t *testing.T) {
 		}
 	})
 
+	t.Run("a HoldCheck that arrives during a STOP waits for it, is refused and does not send", func(t *testing.T) {
+		id, phone := e.contact(t, e.tenantA)
+		e.record(t, e.tenantA, id, "opt_in", past, "marketing")
+		tx, err := e.st.Pool().Begin(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer func() { _ = tx.Rollback(ctx) }()
+		if err := lockContactExclusive(ctx, tx, id); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := insertRecords(ctx, tx, e.tenantA, id, NewRecord{Purposes: LedgerPurposes, Action: ActionOptOut, Source: "test", Evidence: json.RawMessage(`{}`), OccurredAt: time.Now()}, false); err != nil {
+			t.Fatal(err)
+		}
+		type outcome struct {
+			d    Decision
+			err  error
+			sent bool
+		}
+		result := make(chan outcome, 1)
+		go func() {
+			var o outcome
+			o.d, o.err = e.svc.HoldCheck(ctx, CheckRequest{TenantID: e.tenantA, ContactID: id, Phone: phone, Purpose: PurposeMarketing},
+				func(context.Context) error { o.sent = true; return nil })
+			result <- o
+		}()
+		select {
+		case o := <-result:
+			t.Fatalf("the send did not wait for the STOP in progress: %+v", o)
+		case <-time.After(300 * time.Millisecond):
+		}
+		if err := tx.Commit(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if o := <-result; o.err != nil || o.d.Allowed || o.d.Reason != ReasonOptedOut || o.sent {
+			t.Errorf("HoldCheck after the STOP committed: %+v, want opted_out and no send", o)
+		}
+	})
+
+	t.Run("a STOP waits for a HoldCheck send in flight", func(t *testing.T) {
+		id, phone := e.contact(t, e.tenantA)
+		e.record(t, e.tenantA, id, "opt_in", past, "marketing")
+		var seq atomic.Int64
+		var providerAt, stopAt int64
+		checked := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			d, err := e.svc.HoldCheck(ctx, CheckRequest{TenantID: e.tenantA, ContactID: id, Purpose: PurposeMarketing}, func(ctx context.Context) error {
+				// A second check with the held context needs no other connection.
+				if d, err := e.svc.Check(ctx, CheckRequest{TenantID: e.tenantA, ContactID: id, Purpose: PurposeMarketing}); err != nil || !d.Allowed {
+					return fmt.Errorf("check inside the hold: %+v, %v", d, err)
+				}
+				close(checked)
+				time.Sleep(300 * time.Millisecond) // the provider call
+				providerAt = seq.Add(1)
+				return nil
+			})
+			if err == nil && !d.Allowed {
+				err = fmt.Errorf("HoldCheck refused before the STOP: %+v", d)
+			}
+			done <- err
+		}()
+		<-checked
+		if _, err := e.apply(t, e.keywordEvent(phone, "wamid.WAITHC", "STOP")); err != nil {
+			t.Fatal(err)
+		}
+		stopAt = seq.Add(1)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if providerAt == 0 || providerAt > stopAt {
+			t.Errorf("the STOP was stored (seq %d) before the in-flight send reached the provider (seq %d)", stopAt, providerAt)
+		}
+	})
+
 	t.Run("CheckTx refuses repeatable read", func(t *testing.T) {
 		id, _ := e.contact(t, e.tenantA)
 		err := pgx.BeginTxFunc(ctx, e.st.Pool(), pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {

@@ -32,10 +32,8 @@ import (
 )
 
 // ConnectionResolver looks a connection up by id, in any tenant, with its
-// decrypted configuration. *store.Store implements it.
-type ConnectionResolver interface {
-	ResolvedConnection(ctx context.Context, id string) (store.Connection, sdk.Config, error)
-}
+// decrypted configuration. *store.Store and *store.ConnectionCache implement it.
+type ConnectionResolver = store.ConnectionResolver
 
 // Connectors finds the running plugin of a connector. pluginhost.Registry
 // implements it.
@@ -47,7 +45,7 @@ type Connectors interface {
 const (
 	DefaultMaxBodyBytes       = 1 << 20
 	DefaultPluginTimeout      = 10 * time.Second
-	DefaultConnectionCacheTTL = 2 * time.Second
+	DefaultConnectionCacheTTL = store.DefaultConnectionCacheTTL
 	DefaultPrefix             = "/hooks/"
 	// retryAfterSeconds is what a 503 asks the provider to wait: long enough
 	// for a crashed plugin to be restarted, short enough not to build a backlog.
@@ -114,7 +112,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		h.metrics = nopMetrics{}
 	}
 	if ttl := cmp.Or(cfg.ConnectionCacheTTL, DefaultConnectionCacheTTL); ttl > 0 {
-		h.conns = NewConnectionCache(cfg.Connections, ttl)
+		h.conns = store.NewConnectionCache(cfg.Connections, ttl)
 	}
 	return h, nil
 }

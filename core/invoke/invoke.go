@@ -25,10 +25,8 @@ import (
 )
 
 // Connections resolves a connection with its decrypted configuration.
-// *store.Store implements it.
-type Connections interface {
-	ResolvedConnection(ctx context.Context, id string) (store.Connection, sdk.Config, error)
-}
+// *store.Store and *store.ConnectionCache implement it.
+type Connections = store.ConnectionResolver
 
 // Connectors finds the running plugin of a connector. pluginhost.Registry
 // implements it.
@@ -69,7 +67,17 @@ type schemaKey struct {
 
 // New returns an Invoker resolving connections with conns and plugins with
 // connectors.
+//
+// Resolved connections are reused for store.DefaultConnectionCacheTTL (unless
+// conns is already a *store.ConnectionCache): a campaign invokes the same
+// connection a thousand times a second, and reading and decrypting its
+// configuration on every call cost a database round trip per message. The
+// price, the same as webhook ingress pays, is that a connection disabled or
+// reconfigured is seen by calls up to that long later.
 func New(conns Connections, connectors Connectors) *Invoker {
+	if _, cached := conns.(*store.ConnectionCache); !cached {
+		conns = store.NewConnectionCache(conns, store.DefaultConnectionCacheTTL)
+	}
 	return &Invoker{conns: conns, connectors: connectors, schemas: map[schemaKey]*jsonschema.Schema{}}
 }
 

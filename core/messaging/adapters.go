@@ -9,10 +9,10 @@ import (
 	"github.com/ponte-hub/ponte/core/templates"
 )
 
-// ConsentService adapts *consent.Service to Consent and SendGuard: Check
-// translates the query, Hold is consent's own (a shared advisory lock on
-// the contact held across the provider call; Check with Hold's context runs
-// on the held transaction).
+// ConsentService adapts *consent.Service to Consent and SendGuard: Check and
+// HoldCheck translate the query (HoldCheck is consent's shared advisory lock
+// on the contact held across the provider call, taken and checked in one
+// round trip).
 type ConsentService struct{ *consent.Service }
 
 var (
@@ -28,6 +28,13 @@ func (c ConsentService) Check(ctx context.Context, q ConsentQuery) (ConsentDecis
 		return ConsentDecision{}, err
 	}
 	return ConsentDecision{Allowed: d.Allowed, Reason: d.Reason, DeferUntil: d.DeferUntil}, nil
+}
+
+// HoldCheck implements SendGuard.
+func (c ConsentService) HoldCheck(ctx context.Context, q ConsentQuery, send func(ctx context.Context) error) (ConsentDecision, error) {
+	d, err := c.Service.HoldCheck(ctx, consent.CheckRequest{TenantID: q.TenantID, ContactID: q.ContactID,
+		Phone: q.Phone, Purpose: string(q.Purpose), At: q.At}, send)
+	return ConsentDecision{Allowed: d.Allowed, Reason: d.Reason, DeferUntil: d.DeferUntil}, err
 }
 
 // Notifier sends consent's STOP / START confirmations through a Service.

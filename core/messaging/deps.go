@@ -55,13 +55,14 @@ type Consent interface {
 	Check(ctx context.Context, q ConsentQuery) (ConsentDecision, error)
 }
 
-// SendGuard is the consent engine's STOP protocol. Hold runs send so that an
-// opt-out of the contact either committed before Hold returned control to
-// send (so a consent check made inside send sees it) or commits only after
-// send returns. Messaging checks consent inside send, as the last step before
-// the provider call, which is what makes a stored STOP final.
+// SendGuard is the consent engine's STOP protocol. HoldCheck checks q and,
+// when the decision allows the message, runs send so that an opt-out of the
+// contact either committed before the check (which then saw it) or commits
+// only after send returns. The check is the last step before the provider
+// call, which is what makes a stored STOP final. send's error is returned
+// with the decision; send does not run when the decision refuses.
 type SendGuard interface {
-	Hold(ctx context.Context, tenantID, contactID string, send func(ctx context.Context) error) error
+	HoldCheck(ctx context.Context, q ConsentQuery, send func(ctx context.Context) error) (ConsentDecision, error)
 }
 
 // TemplateInfo is what a send needs to know of a template.

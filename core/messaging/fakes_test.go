@@ -175,11 +175,16 @@ func (f *fakeConsent) Check(ctx context.Context, q ConsentQuery) (ConsentDecisio
 	return ConsentDecision{Allowed: true}, nil
 }
 
-func (f *fakeConsent) Hold(ctx context.Context, _, _ string, send func(context.Context) error) error {
+func (f *fakeConsent) HoldCheck(ctx context.Context, q ConsentQuery, send func(context.Context) error) (ConsentDecision, error) {
 	f.mu.Lock()
 	f.holds++
 	f.mu.Unlock()
-	return send(context.WithValue(ctx, holdMark{}, true))
+	ctx = context.WithValue(ctx, holdMark{}, true)
+	d, err := f.Check(ctx, q)
+	if err != nil || !d.Allowed {
+		return d, err
+	}
+	return d, send(ctx)
 }
 
 type fakeTemplates map[string]TemplateInfo

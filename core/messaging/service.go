@@ -677,20 +677,19 @@ func (s *Service) attempt(ctx context.Context, p *plan) (m Message, retryAfter t
 
 // hold is the guarded part of attempt: the last consent check and the call.
 func (s *Service) hold(ctx context.Context, p *plan, refusal **RefusedError, called *bool, out *json.RawMessage, callErr *error) error {
-	return s.guard.Hold(ctx, p.row.TenantID, p.rcpt.ContactID, func(gctx context.Context) error {
-		dec, err := s.consent.Check(gctx, ConsentQuery{TenantID: p.row.TenantID, ContactID: p.rcpt.ContactID,
-			Phone: p.rcpt.Phone, Purpose: p.row.Purpose, At: s.clock.Now()})
-		if err != nil {
-			return fmt.Errorf("checking consent: %w", err)
-		}
-		if !dec.Allowed {
-			*refusal = consentRefusal(dec)
-			return nil
-		}
+	dec, err := s.guard.HoldCheck(ctx, ConsentQuery{TenantID: p.row.TenantID, ContactID: p.rcpt.ContactID,
+		Phone: p.rcpt.Phone, Purpose: p.row.Purpose, At: s.clock.Now()}, func(gctx context.Context) error {
 		*called = true
 		*out, *callErr = s.call(gctx, p)
 		return nil
 	})
+	if err != nil {
+		return fmt.Errorf("checking consent: %w", err)
+	}
+	if !dec.Allowed {
+		*refusal = consentRefusal(dec)
+	}
+	return nil
 }
 
 // call makes the provider call for the plan's row.

@@ -1,18 +1,33 @@
-package ingress
+package store
 
 import (
 	"context"
 	"sync"
 	"time"
 
-	"github.com/ponte-hub/ponte/core/store"
 	"github.com/ponte-hub/ponte/plugins/sdk"
 )
 
+// DefaultConnectionCacheTTL is how long a [ConnectionCache] reuses a resolved
+// connection unless told otherwise.
+const DefaultConnectionCacheTTL = 2 * time.Second
+
+// ConnectionResolver looks a connection up by id, in any tenant, with its
+// decrypted configuration. *Store and *ConnectionCache implement it.
+type ConnectionResolver interface {
+	ResolvedConnection(ctx context.Context, id string) (Connection, sdk.Config, error)
+}
+
 // ConnectionCache is a ConnectionResolver that reuses each resolved
-// connection for a short time. Only successful lookups are cached, so a
-// connection created a moment ago is found at once and a flood of requests
-// for unknown ids cannot fill memory.
+// connection for a short time. Webhook ingress and connector invocation both
+// resolve the connection on every request; at thousands of requests a second
+// the query and the decryption of its secrets would cost more than the work
+// itself. The price is that a connection disabled, deleted or reconfigured
+// is seen by a cache up to its TTL later.
+//
+// Only successful lookups are cached, so a connection created a moment ago is
+// found at once and a flood of requests for unknown ids cannot fill memory.
+// It is safe for concurrent use.
 type ConnectionCache struct {
 	next ConnectionResolver
 	ttl  time.Duration
@@ -23,7 +38,7 @@ type ConnectionCache struct {
 }
 
 type cachedConnection struct {
-	conn    store.Connection
+	conn    Connection
 	cfg     sdk.Config
 	expires time.Time
 }
@@ -33,8 +48,9 @@ func NewConnectionCache(next ConnectionResolver, ttl time.Duration) *ConnectionC
 	return &ConnectionCache{next: next, ttl: ttl, now: time.Now, entries: map[string]cachedConnection{}}
 }
 
-// ResolvedConnection implements ConnectionResolver.
-func (c *ConnectionCache) ResolvedConnection(ctx context.Context, id string) (store.Connection, sdk.Config, error) {
+// ResolvedConnection implements ConnectionResolver. The configuration
+// returned is shared between callers: treat it as read-only.
+func (c *ConnectionCache) ResolvedConnection(ctx context.Context, id string) (Connection, sdk.Config, error) {
 	now := c.now()
 	c.mu.RLock()
 	e, ok := c.entries[id]
