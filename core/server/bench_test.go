@@ -188,6 +188,7 @@ func BenchmarkIngressStripe(b *testing.B) {
 	stripePID := serve.pluginPID(b, "stripe")
 	serveCPU0, _ := cpuTicks(serve.cmd.Process.Pid)
 	pluginCPU0, _ := cpuTicks(stripePID)
+	generatorCPU0, _ := cpuTicks(os.Getpid())
 	machineBusy0, machineTotal0 := cpuTicks(0)
 	b.ResetTimer()
 	for k := 0; k < total; k++ {
@@ -199,6 +200,7 @@ func BenchmarkIngressStripe(b *testing.B) {
 	b.StopTimer()
 	serveCPU1, _ := cpuTicks(serve.cmd.Process.Pid)
 	pluginCPU1, _ := cpuTicks(stripePID)
+	generatorCPU1, _ := cpuTicks(os.Getpid())
 	machineBusy1, machineTotal1 := cpuTicks(0)
 	const ticksPerSecond = 100 // USER_HZ on Linux
 	cpuPerRequest := func(ticks int64) time.Duration {
@@ -240,10 +242,10 @@ func BenchmarkIngressStripe(b *testing.B) {
 	fmt.Printf("ingress: %d requests (%d events, each sent twice) at %d req/s for %ds, %d connections; "+
 		"statuses %v; accepted %.0f/s; latency from scheduled send p50 %s p90 %s p99 %s max %s; "+
 		"%d stored rows, %d lost, %d duplicated; generator late (>10ms) %d\n"+
-		"CPU per request: ponte serve %s, stripe plugin %s; machine busy %.0f%% during the run\nmachine: %s\n",
+		"CPU per request: ponte serve %s, stripe plugin %s, load generator %s; machine busy %.0f%% during the run\nmachine: %s\n",
 		total, len(unique), rate, seconds, conns, statuses, float64(ok)/elapsed.Seconds(),
 		pct(0.50), pct(0.90), pct(0.99), lat[len(lat)-1], rows, lost, duplicated, late.Load(),
-		cpuPerRequest(serveCPU1-serveCPU0), cpuPerRequest(pluginCPU1-pluginCPU0),
+		cpuPerRequest(serveCPU1-serveCPU0), cpuPerRequest(pluginCPU1-pluginCPU0), cpuPerRequest(generatorCPU1-generatorCPU0),
 		100*float64(machineBusy1-machineBusy0)/float64(max(1, machineTotal1-machineTotal0)), machine())
 	if os.Getenv("PONTE_BENCH_METRICS") != "" {
 		// The server's own view: time inside the handler and per group
