@@ -577,9 +577,8 @@ func TestIntegrationTwoPollersNeverPollOneConnectionAtOnce(t *testing.T) {
 	oa, _, _ := ma.get()
 	ob, _, _ := mb.get()
 	t.Logf("poller a: %v; poller b: %v", oa, ob)
-	if oa[poller.OutcomeOK] == 0 || ob[poller.OutcomeOK] == 0 {
-		t.Errorf("both pollers should have polled: a %v, b %v", oa, ob)
-	}
+	// Which poller wins each claim is up to timing (one may win them all);
+	// what matters is that they met and never polled a connection at once.
 	if oa[poller.OutcomeBusy]+oa[poller.OutcomeSkipped]+ob[poller.OutcomeBusy]+ob[poller.OutcomeSkipped] == 0 {
 		t.Errorf("the pollers never met on a connection, so the test proved nothing: a %v, b %v", oa, ob)
 	}
