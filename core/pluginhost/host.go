@@ -628,6 +628,22 @@ func (c *connectorClient) Poll(ctx context.Context, conn sdk.Connection, cursor 
 	return res, c.result(ctx, "polling", err)
 }
 
+func (c *connectorClient) Connect(ctx context.Context, conn sdk.Connection) error {
+	rpc, err := c.m.current()
+	if err != nil {
+		return err
+	}
+	return c.result(ctx, "connecting", rpc.Connect(ctx, conn))
+}
+
+func (c *connectorClient) Disconnect(ctx context.Context, conn sdk.Connection) error {
+	rpc, err := c.m.current()
+	if err != nil {
+		return err
+	}
+	return c.result(ctx, "disconnecting", rpc.Disconnect(ctx, conn))
+}
+
 // servicesForPlugin is the sdk.Host one plugin reaches through the broker: the
 // host's Services, bound to the plugin's connector name.
 type servicesForPlugin struct {

@@ -29,6 +29,10 @@ type Client interface {
 	Handshake(ctx context.Context, conn sdk.Connection, req sdk.WebhookRequest) (sdk.HTTPResponse, error)
 	Invoke(ctx context.Context, call sdk.ActionCall) (json.RawMessage, error)
 	Poll(ctx context.Context, conn sdk.Connection, cursor string) (sdk.PollResult, error)
+	// Connect and Disconnect run the connector's sdk.Lifecycle (a no-op for
+	// connectors without one).
+	Connect(ctx context.Context, conn sdk.Connection) error
+	Disconnect(ctx context.Context, conn sdk.Connection) error
 }
 
 // Registry is the set of installed connectors.

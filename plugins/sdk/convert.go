@@ -87,7 +87,8 @@ func connectionFromProto(c *pb.Connection) Connection {
 	return Connection{
 		ID:       c.GetId(),
 		TenantID: c.GetTenantId(),
-		Config:   Config(c.GetConfig()),
+		Config:     Config(c.GetConfig()),
+		WebhookURL: c.GetWebhookUrl(),
 	}
 }
 

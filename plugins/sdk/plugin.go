@@ -226,6 +226,32 @@ func (s *connectorServer) Poll(ctx context.Context, req *pb.PollRequest) (*pb.Po
 	return &pb.PollResponse{Events: eventsToProto(res.Events), Cursor: res.Cursor, More: res.More}, nil
 }
 
+func (s *connectorServer) Connect(ctx context.Context, req *pb.ConnectRequest) (*pb.ConnectResponse, error) {
+	c, err := s.connector()
+	if err != nil {
+		return nil, err
+	}
+	l, ok := c.(Lifecycle)
+	if !ok {
+		return &pb.ConnectResponse{}, nil
+	}
+	err = safely("connecting", func() error { return l.Connect(ctx, connectionFromProto(req.GetConnection())) })
+	return &pb.ConnectResponse{Error: errorToProto(err)}, nil
+}
+
+func (s *connectorServer) Disconnect(ctx context.Context, req *pb.DisconnectRequest) (*pb.DisconnectResponse, error) {
+	c, err := s.connector()
+	if err != nil {
+		return nil, err
+	}
+	l, ok := c.(Lifecycle)
+	if !ok {
+		return &pb.DisconnectResponse{}, nil
+	}
+	err = safely("disconnecting", func() error { return l.Disconnect(ctx, connectionFromProto(req.GetConnection())) })
+	return &pb.DisconnectResponse{Error: errorToProto(err)}, nil
+}
+
 // checkEvents catches connector bugs before they reach the host's store: an
 // event without a dedupe key cannot be deduplicated, an undeclared type cannot
 // be routed, and a payload that is not JSON cannot be stored.

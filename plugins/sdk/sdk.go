@@ -9,7 +9,8 @@
 //
 // Every connector implements [Connector] (its manifest). It adds the
 // capabilities it has by implementing more interfaces: [WebhookHandler] for
-// inbound webhooks, [Handshaker] for providers that verify a webhook URL with a
+// inbound webhooks, [Lifecycle] for setup at the provider on connect,
+// [Handshaker] for providers that verify a webhook URL with a
 // GET, [ActionInvoker] for actions the host and workflows call, [Poller] for
 // systems without webhooks. Errors that the host must act on are [*Error] values
 // made with [Invalid], [Auth], [NotFound], [RateLimited], [Retryable] and
@@ -104,6 +105,40 @@ type Poller interface {
 	// webhooks: after a crash the host may poll the same cursor again.
 	Poll(ctx context.Context, conn Connection, cursor string) (PollResult, error)
 }
+
+// Lifecycle is implemented by connectors that must set something up at the
+// provider when a connection is made and tear it down when it goes: webhook
+// subscriptions registered through the provider's API (Shopify,
+// WooCommerce), a long-lived session.
+//
+// The host calls Connect when a connection is created, when its
+// configuration changes and when it is enabled again, and Disconnect when it
+// is disabled or deleted. Both must be idempotent: Connect on a connection
+// that is already set up makes sure everything is there (creating what is
+// missing, fixing what points elsewhere) and Disconnect on one that is not
+// succeeds. Keep the provider's ids of what was created (subscription ids)
+// in [Host] state.
+//
+// A Connect error stops the change the user asked for: the host answers the
+// API call with it (Auth: the provider refused the credentials; Invalid: the
+// configuration is wrong; Retryable: try again later), and a new connection
+// is not kept. A Disconnect error is reported and logged, but a deletion
+// goes ahead, since a provider that refuses the credentials cannot be
+// cleaned up anyway.
+type Lifecycle interface {
+	// Connect sets the connection up at the provider; conn.WebhookURL is
+	// where the provider must send webhooks.
+	Connect(ctx context.Context, conn Connection) error
+	// Disconnect removes what Connect set up.
+	Disconnect(ctx context.Context, conn Connection) error
+}
+
+// EventConnectionRevoked is the event type a connector emits when the
+// provider says the connection no longer works and will not until the user
+// acts (Shopify's app/uninstalled, a revoked token). The host disables the
+// connection, records the event's payload "reason" on it, and calls no more
+// actions or polls for it. Declare it in the manifest like any other event.
+const EventConnectionRevoked = "connection.revoked"
 
 // Host is the Ponte host as a plugin sees it. Calls go back to the host process
 // through the plugin broker. A connector receives its Host from its [Factory]
@@ -224,6 +259,10 @@ type Connection struct {
 	// decrypted, validated against the manifest's Config fields and defaults
 	// applied.
 	Config Config
+	// WebhookURL is the URL at which the host receives this connection's
+	// webhooks, for [Lifecycle].Connect to register at the provider. Empty
+	// when the host has no public URL configured.
+	WebhookURL string
 }
 
 // Config is a connection's configuration as a JSON object, with the

@@ -182,6 +182,21 @@ func (h *Harness) Poll(ctx context.Context, conn sdk.Connection, cursor string) 
 	return h.client.Poll(ctx, conn, cursor)
 }
 
+// Connect runs the connector's sdk.Lifecycle Connect for conn (nil for a
+// connector without one).
+func (h *Harness) Connect(ctx context.Context, conn sdk.Connection) error {
+	ctx, cancel := h.ctx(ctx)
+	defer cancel()
+	return h.client.Connect(ctx, conn)
+}
+
+// Disconnect runs the connector's sdk.Lifecycle Disconnect for conn.
+func (h *Harness) Disconnect(ctx context.Context, conn sdk.Connection) error {
+	ctx, cancel := h.ctx(ctx)
+	defer cancel()
+	return h.client.Disconnect(ctx, conn)
+}
+
 // Connection returns a connection with the given configuration (encoded as
 // JSON), a fixed test id "conn_test" and tenant "tenant_test".
 func Connection(t testing.TB, config any) sdk.Connection {

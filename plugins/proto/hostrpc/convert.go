@@ -83,7 +83,7 @@ func timeFromProto(t *timestamppb.Timestamp) time.Time {
 }
 
 func connectionToProto(c sdk.Connection) *pb.Connection {
-	return &pb.Connection{Id: c.ID, TenantId: c.TenantID, Config: c.Config}
+	return &pb.Connection{Id: c.ID, TenantId: c.TenantID, Config: c.Config, WebhookUrl: c.WebhookURL}
 }
 
 func webhookRequestToProto(r sdk.WebhookRequest) *pb.WebhookRequest {

@@ -16,6 +16,8 @@ import (
 
 	plugin "github.com/hashicorp/go-plugin"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/ponte-hub/ponte/plugins/internal/wire"
 	pb "github.com/ponte-hub/ponte/plugins/proto/ponte/connector/v1"
@@ -195,6 +197,37 @@ func (c *Client) Poll(ctx context.Context, conn sdk.Connection, cursor string) (
 		return sdk.PollResult{}, e
 	}
 	return sdk.PollResult{Events: EventsFromProto(res.GetEvents()), Cursor: res.GetCursor(), More: res.GetMore()}, nil
+}
+
+// Connect sets conn up at the provider. A plugin built before the protocol
+// had Connect answers Unimplemented, which means it has nothing to set up.
+func (c *Client) Connect(ctx context.Context, conn sdk.Connection) error {
+	res, err := c.rpc.Connect(ctx, &pb.ConnectRequest{Connection: connectionToProto(conn)})
+	if status.Code(err) == codes.Unimplemented {
+		return nil
+	}
+	if err != nil {
+		return &TransportError{Op: "Connect", Err: err}
+	}
+	if e := ErrorFromProto(res.GetError()); e != nil {
+		return e
+	}
+	return nil
+}
+
+// Disconnect removes what Connect set up, with the same compatibility rule.
+func (c *Client) Disconnect(ctx context.Context, conn sdk.Connection) error {
+	res, err := c.rpc.Disconnect(ctx, &pb.DisconnectRequest{Connection: connectionToProto(conn)})
+	if status.Code(err) == codes.Unimplemented {
+		return nil
+	}
+	if err != nil {
+		return &TransportError{Op: "Disconnect", Err: err}
+	}
+	if e := ErrorFromProto(res.GetError()); e != nil {
+		return e
+	}
+	return nil
 }
 
 // hostServer serves the HostService to one plugin.

@@ -709,7 +709,10 @@ type Connection struct {
 	Id       string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	TenantId string                 `protobuf:"bytes,2,opt,name=tenant_id,json=tenantId,proto3" json:"tenant_id,omitempty"`
 	// The configuration as a JSON object, secrets decrypted.
-	Config        []byte `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
+	Config []byte `protobuf:"bytes,3,opt,name=config,proto3" json:"config,omitempty"`
+	// Where the host receives this connection's webhooks; empty when the host
+	// has no public URL.
+	WebhookUrl    string `protobuf:"bytes,4,opt,name=webhook_url,json=webhookUrl,proto3" json:"webhook_url,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -763,6 +766,13 @@ func (x *Connection) GetConfig() []byte {
 		return x.Config
 	}
 	return nil
+}
+
+func (x *Connection) GetWebhookUrl() string {
+	if x != nil {
+		return x.WebhookUrl
+	}
+	return ""
 }
 
 type HeaderValues struct {
@@ -1808,6 +1818,182 @@ func (x *SetStateResponse) GetError() *Error {
 	return nil
 }
 
+type ConnectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Connection    *Connection            `protobuf:"bytes,1,opt,name=connection,proto3" json:"connection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectRequest) Reset() {
+	*x = ConnectRequest{}
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectRequest) ProtoMessage() {}
+
+func (x *ConnectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectRequest.ProtoReflect.Descriptor instead.
+func (*ConnectRequest) Descriptor() ([]byte, []int) {
+	return file_ponte_connector_v1_connector_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *ConnectRequest) GetConnection() *Connection {
+	if x != nil {
+		return x.Connection
+	}
+	return nil
+}
+
+type ConnectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConnectResponse) Reset() {
+	*x = ConnectResponse{}
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConnectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConnectResponse) ProtoMessage() {}
+
+func (x *ConnectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConnectResponse.ProtoReflect.Descriptor instead.
+func (*ConnectResponse) Descriptor() ([]byte, []int) {
+	return file_ponte_connector_v1_connector_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ConnectResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type DisconnectRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Connection    *Connection            `protobuf:"bytes,1,opt,name=connection,proto3" json:"connection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectRequest) Reset() {
+	*x = DisconnectRequest{}
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectRequest) ProtoMessage() {}
+
+func (x *DisconnectRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectRequest.ProtoReflect.Descriptor instead.
+func (*DisconnectRequest) Descriptor() ([]byte, []int) {
+	return file_ponte_connector_v1_connector_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *DisconnectRequest) GetConnection() *Connection {
+	if x != nil {
+		return x.Connection
+	}
+	return nil
+}
+
+type DisconnectResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DisconnectResponse) Reset() {
+	*x = DisconnectResponse{}
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DisconnectResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DisconnectResponse) ProtoMessage() {}
+
+func (x *DisconnectResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DisconnectResponse.ProtoReflect.Descriptor instead.
+func (*DisconnectResponse) Descriptor() ([]byte, []int) {
+	return file_ponte_connector_v1_connector_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DisconnectResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 var File_ponte_connector_v1_connector_proto protoreflect.FileDescriptor
 
 const file_ponte_connector_v1_connector_proto_rawDesc = "" +
@@ -1854,12 +2040,14 @@ const file_ponte_connector_v1_connector_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x12#\n" +
 	"\rparams_schema\x18\x03 \x01(\fR\fparamsSchema\x12#\n" +
-	"\rresult_schema\x18\x04 \x01(\fR\fresultSchema\"Q\n" +
+	"\rresult_schema\x18\x04 \x01(\fR\fresultSchema\"r\n" +
 	"\n" +
 	"Connection\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
 	"\ttenant_id\x18\x02 \x01(\tR\btenantId\x12\x16\n" +
-	"\x06config\x18\x03 \x01(\fR\x06config\"&\n" +
+	"\x06config\x18\x03 \x01(\fR\x06config\x12\x1f\n" +
+	"\vwebhook_url\x18\x04 \x01(\tR\n" +
+	"webhookUrl\"&\n" +
 	"\fHeaderValues\x12\x16\n" +
 	"\x06values\x18\x01 \x03(\tR\x06values\"\xcc\x02\n" +
 	"\x0eWebhookRequest\x12\x16\n" +
@@ -1945,6 +2133,18 @@ const file_ponte_connector_v1_connector_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x03 \x01(\fR\x05value\"C\n" +
 	"\x10SetStateResponse\x12/\n" +
+	"\x05error\x18\x01 \x01(\v2\x19.ponte.connector.v1.ErrorR\x05error\"P\n" +
+	"\x0eConnectRequest\x12>\n" +
+	"\n" +
+	"connection\x18\x01 \x01(\v2\x1e.ponte.connector.v1.ConnectionR\n" +
+	"connection\"B\n" +
+	"\x0fConnectResponse\x12/\n" +
+	"\x05error\x18\x01 \x01(\v2\x19.ponte.connector.v1.ErrorR\x05error\"S\n" +
+	"\x11DisconnectRequest\x12>\n" +
+	"\n" +
+	"connection\x18\x01 \x01(\v2\x1e.ponte.connector.v1.ConnectionR\n" +
+	"connection\"E\n" +
+	"\x12DisconnectResponse\x12/\n" +
 	"\x05error\x18\x01 \x01(\v2\x19.ponte.connector.v1.ErrorR\x05error*\xbf\x01\n" +
 	"\tErrorKind\x12\x1a\n" +
 	"\x16ERROR_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -1953,14 +2153,17 @@ const file_ponte_connector_v1_connector_proto_rawDesc = "" +
 	"\x14ERROR_KIND_NOT_FOUND\x10\x03\x12\x1b\n" +
 	"\x17ERROR_KIND_RATE_LIMITED\x10\x04\x12\x18\n" +
 	"\x14ERROR_KIND_RETRYABLE\x10\x05\x12\x18\n" +
-	"\x14ERROR_KIND_PERMANENT\x10\x062\x92\x04\n" +
+	"\x14ERROR_KIND_PERMANENT\x10\x062\xc3\x05\n" +
 	"\tConnector\x12I\n" +
 	"\x04Init\x12\x1f.ponte.connector.v1.InitRequest\x1a .ponte.connector.v1.InitResponse\x12^\n" +
 	"\vGetManifest\x12&.ponte.connector.v1.GetManifestRequest\x1a'.ponte.connector.v1.GetManifestResponse\x12d\n" +
 	"\rHandleWebhook\x12(.ponte.connector.v1.HandleWebhookRequest\x1a).ponte.connector.v1.HandleWebhookResponse\x12X\n" +
 	"\tHandshake\x12$.ponte.connector.v1.HandshakeRequest\x1a%.ponte.connector.v1.HandshakeResponse\x12O\n" +
 	"\x06Invoke\x12!.ponte.connector.v1.InvokeRequest\x1a\".ponte.connector.v1.InvokeResponse\x12I\n" +
-	"\x04Poll\x12\x1f.ponte.connector.v1.PollRequest\x1a .ponte.connector.v1.PollResponse2\x86\x02\n" +
+	"\x04Poll\x12\x1f.ponte.connector.v1.PollRequest\x1a .ponte.connector.v1.PollResponse\x12R\n" +
+	"\aConnect\x12\".ponte.connector.v1.ConnectRequest\x1a#.ponte.connector.v1.ConnectResponse\x12[\n" +
+	"\n" +
+	"Disconnect\x12%.ponte.connector.v1.DisconnectRequest\x1a&.ponte.connector.v1.DisconnectResponse2\x86\x02\n" +
 	"\vHostService\x12I\n" +
 	"\x04Emit\x12\x1f.ponte.connector.v1.EmitRequest\x1a .ponte.connector.v1.EmitResponse\x12U\n" +
 	"\bGetState\x12#.ponte.connector.v1.GetStateRequest\x1a$.ponte.connector.v1.GetStateResponse\x12U\n" +
@@ -1979,7 +2182,7 @@ func file_ponte_connector_v1_connector_proto_rawDescGZIP() []byte {
 }
 
 var file_ponte_connector_v1_connector_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ponte_connector_v1_connector_proto_msgTypes = make([]protoimpl.MessageInfo, 31)
+var file_ponte_connector_v1_connector_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_ponte_connector_v1_connector_proto_goTypes = []any{
 	(ErrorKind)(0),                // 0: ponte.connector.v1.ErrorKind
 	(*Error)(nil),                 // 1: ponte.connector.v1.Error
@@ -2010,10 +2213,14 @@ var file_ponte_connector_v1_connector_proto_goTypes = []any{
 	(*GetStateResponse)(nil),      // 26: ponte.connector.v1.GetStateResponse
 	(*SetStateRequest)(nil),       // 27: ponte.connector.v1.SetStateRequest
 	(*SetStateResponse)(nil),      // 28: ponte.connector.v1.SetStateResponse
-	nil,                           // 29: ponte.connector.v1.WebhookRequest.HeadersEntry
-	nil,                           // 30: ponte.connector.v1.HTTPResponse.HeadersEntry
-	nil,                           // 31: ponte.connector.v1.Event.CorrelationEntry
-	(*timestamppb.Timestamp)(nil), // 32: google.protobuf.Timestamp
+	(*ConnectRequest)(nil),        // 29: ponte.connector.v1.ConnectRequest
+	(*ConnectResponse)(nil),       // 30: ponte.connector.v1.ConnectResponse
+	(*DisconnectRequest)(nil),     // 31: ponte.connector.v1.DisconnectRequest
+	(*DisconnectResponse)(nil),    // 32: ponte.connector.v1.DisconnectResponse
+	nil,                           // 33: ponte.connector.v1.WebhookRequest.HeadersEntry
+	nil,                           // 34: ponte.connector.v1.HTTPResponse.HeadersEntry
+	nil,                           // 35: ponte.connector.v1.Event.CorrelationEntry
+	(*timestamppb.Timestamp)(nil), // 36: google.protobuf.Timestamp
 }
 var file_ponte_connector_v1_connector_proto_depIdxs = []int32{
 	0,  // 0: ponte.connector.v1.Error.kind:type_name -> ponte.connector.v1.ErrorKind
@@ -2022,11 +2229,11 @@ var file_ponte_connector_v1_connector_proto_depIdxs = []int32{
 	7,  // 3: ponte.connector.v1.Manifest.config:type_name -> ponte.connector.v1.ConfigField
 	8,  // 4: ponte.connector.v1.Manifest.events:type_name -> ponte.connector.v1.EventType
 	9,  // 5: ponte.connector.v1.Manifest.actions:type_name -> ponte.connector.v1.Action
-	29, // 6: ponte.connector.v1.WebhookRequest.headers:type_name -> ponte.connector.v1.WebhookRequest.HeadersEntry
-	32, // 7: ponte.connector.v1.WebhookRequest.received_at:type_name -> google.protobuf.Timestamp
-	30, // 8: ponte.connector.v1.HTTPResponse.headers:type_name -> ponte.connector.v1.HTTPResponse.HeadersEntry
-	32, // 9: ponte.connector.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	31, // 10: ponte.connector.v1.Event.correlation:type_name -> ponte.connector.v1.Event.CorrelationEntry
+	33, // 6: ponte.connector.v1.WebhookRequest.headers:type_name -> ponte.connector.v1.WebhookRequest.HeadersEntry
+	36, // 7: ponte.connector.v1.WebhookRequest.received_at:type_name -> google.protobuf.Timestamp
+	34, // 8: ponte.connector.v1.HTTPResponse.headers:type_name -> ponte.connector.v1.HTTPResponse.HeadersEntry
+	36, // 9: ponte.connector.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	35, // 10: ponte.connector.v1.Event.correlation:type_name -> ponte.connector.v1.Event.CorrelationEntry
 	10, // 11: ponte.connector.v1.HandleWebhookRequest.connection:type_name -> ponte.connector.v1.Connection
 	12, // 12: ponte.connector.v1.HandleWebhookRequest.request:type_name -> ponte.connector.v1.WebhookRequest
 	14, // 13: ponte.connector.v1.HandleWebhookResponse.events:type_name -> ponte.connector.v1.Event
@@ -2045,30 +2252,38 @@ var file_ponte_connector_v1_connector_proto_depIdxs = []int32{
 	1,  // 26: ponte.connector.v1.EmitResponse.error:type_name -> ponte.connector.v1.Error
 	1,  // 27: ponte.connector.v1.GetStateResponse.error:type_name -> ponte.connector.v1.Error
 	1,  // 28: ponte.connector.v1.SetStateResponse.error:type_name -> ponte.connector.v1.Error
-	11, // 29: ponte.connector.v1.WebhookRequest.HeadersEntry.value:type_name -> ponte.connector.v1.HeaderValues
-	2,  // 30: ponte.connector.v1.Connector.Init:input_type -> ponte.connector.v1.InitRequest
-	4,  // 31: ponte.connector.v1.Connector.GetManifest:input_type -> ponte.connector.v1.GetManifestRequest
-	15, // 32: ponte.connector.v1.Connector.HandleWebhook:input_type -> ponte.connector.v1.HandleWebhookRequest
-	17, // 33: ponte.connector.v1.Connector.Handshake:input_type -> ponte.connector.v1.HandshakeRequest
-	19, // 34: ponte.connector.v1.Connector.Invoke:input_type -> ponte.connector.v1.InvokeRequest
-	21, // 35: ponte.connector.v1.Connector.Poll:input_type -> ponte.connector.v1.PollRequest
-	23, // 36: ponte.connector.v1.HostService.Emit:input_type -> ponte.connector.v1.EmitRequest
-	25, // 37: ponte.connector.v1.HostService.GetState:input_type -> ponte.connector.v1.GetStateRequest
-	27, // 38: ponte.connector.v1.HostService.SetState:input_type -> ponte.connector.v1.SetStateRequest
-	3,  // 39: ponte.connector.v1.Connector.Init:output_type -> ponte.connector.v1.InitResponse
-	5,  // 40: ponte.connector.v1.Connector.GetManifest:output_type -> ponte.connector.v1.GetManifestResponse
-	16, // 41: ponte.connector.v1.Connector.HandleWebhook:output_type -> ponte.connector.v1.HandleWebhookResponse
-	18, // 42: ponte.connector.v1.Connector.Handshake:output_type -> ponte.connector.v1.HandshakeResponse
-	20, // 43: ponte.connector.v1.Connector.Invoke:output_type -> ponte.connector.v1.InvokeResponse
-	22, // 44: ponte.connector.v1.Connector.Poll:output_type -> ponte.connector.v1.PollResponse
-	24, // 45: ponte.connector.v1.HostService.Emit:output_type -> ponte.connector.v1.EmitResponse
-	26, // 46: ponte.connector.v1.HostService.GetState:output_type -> ponte.connector.v1.GetStateResponse
-	28, // 47: ponte.connector.v1.HostService.SetState:output_type -> ponte.connector.v1.SetStateResponse
-	39, // [39:48] is the sub-list for method output_type
-	30, // [30:39] is the sub-list for method input_type
-	30, // [30:30] is the sub-list for extension type_name
-	30, // [30:30] is the sub-list for extension extendee
-	0,  // [0:30] is the sub-list for field type_name
+	10, // 29: ponte.connector.v1.ConnectRequest.connection:type_name -> ponte.connector.v1.Connection
+	1,  // 30: ponte.connector.v1.ConnectResponse.error:type_name -> ponte.connector.v1.Error
+	10, // 31: ponte.connector.v1.DisconnectRequest.connection:type_name -> ponte.connector.v1.Connection
+	1,  // 32: ponte.connector.v1.DisconnectResponse.error:type_name -> ponte.connector.v1.Error
+	11, // 33: ponte.connector.v1.WebhookRequest.HeadersEntry.value:type_name -> ponte.connector.v1.HeaderValues
+	2,  // 34: ponte.connector.v1.Connector.Init:input_type -> ponte.connector.v1.InitRequest
+	4,  // 35: ponte.connector.v1.Connector.GetManifest:input_type -> ponte.connector.v1.GetManifestRequest
+	15, // 36: ponte.connector.v1.Connector.HandleWebhook:input_type -> ponte.connector.v1.HandleWebhookRequest
+	17, // 37: ponte.connector.v1.Connector.Handshake:input_type -> ponte.connector.v1.HandshakeRequest
+	19, // 38: ponte.connector.v1.Connector.Invoke:input_type -> ponte.connector.v1.InvokeRequest
+	21, // 39: ponte.connector.v1.Connector.Poll:input_type -> ponte.connector.v1.PollRequest
+	29, // 40: ponte.connector.v1.Connector.Connect:input_type -> ponte.connector.v1.ConnectRequest
+	31, // 41: ponte.connector.v1.Connector.Disconnect:input_type -> ponte.connector.v1.DisconnectRequest
+	23, // 42: ponte.connector.v1.HostService.Emit:input_type -> ponte.connector.v1.EmitRequest
+	25, // 43: ponte.connector.v1.HostService.GetState:input_type -> ponte.connector.v1.GetStateRequest
+	27, // 44: ponte.connector.v1.HostService.SetState:input_type -> ponte.connector.v1.SetStateRequest
+	3,  // 45: ponte.connector.v1.Connector.Init:output_type -> ponte.connector.v1.InitResponse
+	5,  // 46: ponte.connector.v1.Connector.GetManifest:output_type -> ponte.connector.v1.GetManifestResponse
+	16, // 47: ponte.connector.v1.Connector.HandleWebhook:output_type -> ponte.connector.v1.HandleWebhookResponse
+	18, // 48: ponte.connector.v1.Connector.Handshake:output_type -> ponte.connector.v1.HandshakeResponse
+	20, // 49: ponte.connector.v1.Connector.Invoke:output_type -> ponte.connector.v1.InvokeResponse
+	22, // 50: ponte.connector.v1.Connector.Poll:output_type -> ponte.connector.v1.PollResponse
+	30, // 51: ponte.connector.v1.Connector.Connect:output_type -> ponte.connector.v1.ConnectResponse
+	32, // 52: ponte.connector.v1.Connector.Disconnect:output_type -> ponte.connector.v1.DisconnectResponse
+	24, // 53: ponte.connector.v1.HostService.Emit:output_type -> ponte.connector.v1.EmitResponse
+	26, // 54: ponte.connector.v1.HostService.GetState:output_type -> ponte.connector.v1.GetStateResponse
+	28, // 55: ponte.connector.v1.HostService.SetState:output_type -> ponte.connector.v1.SetStateResponse
+	45, // [45:56] is the sub-list for method output_type
+	34, // [34:45] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_ponte_connector_v1_connector_proto_init() }
@@ -2082,7 +2297,7 @@ func file_ponte_connector_v1_connector_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ponte_connector_v1_connector_proto_rawDesc), len(file_ponte_connector_v1_connector_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   31,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

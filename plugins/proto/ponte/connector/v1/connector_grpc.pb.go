@@ -42,6 +42,8 @@ const (
 	Connector_Handshake_FullMethodName     = "/ponte.connector.v1.Connector/Handshake"
 	Connector_Invoke_FullMethodName        = "/ponte.connector.v1.Connector/Invoke"
 	Connector_Poll_FullMethodName          = "/ponte.connector.v1.Connector/Poll"
+	Connector_Connect_FullMethodName       = "/ponte.connector.v1.Connector/Connect"
+	Connector_Disconnect_FullMethodName    = "/ponte.connector.v1.Connector/Disconnect"
 )
 
 // ConnectorClient is the client API for Connector service.
@@ -63,6 +65,11 @@ type ConnectorClient interface {
 	Invoke(ctx context.Context, in *InvokeRequest, opts ...grpc.CallOption) (*InvokeResponse, error)
 	// Poll fetches changes since a cursor, for systems without webhooks.
 	Poll(ctx context.Context, in *PollRequest, opts ...grpc.CallOption) (*PollResponse, error)
+	// Connect sets a connection up at the provider (webhook subscriptions);
+	// idempotent. Connectors without such setup answer with no error.
+	Connect(ctx context.Context, in *ConnectRequest, opts ...grpc.CallOption) (*ConnectResponse, error)
+	// Disconnect removes what Connect set up; idempotent.
+	Disconnect(ctx context.Context, in *DisconnectRequest, opts ...grpc.CallOption) (*DisconnectResponse, error)
 }
 
 type connectorClient struct {
@@ -133,6 +140,26 @@ func (c *connectorClient) Poll(ctx context.Context, in *PollRequest, opts ...grp
 	return out, nil
 }
 
+func (c *connectorClient) Connect(ctx context.Context, in *ConnectRequest, opts ...grpc.CallOption) (*ConnectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConnectResponse)
+	err := c.cc.Invoke(ctx, Connector_Connect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectorClient) Disconnect(ctx context.Context, in *DisconnectRequest, opts ...grpc.CallOption) (*DisconnectResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DisconnectResponse)
+	err := c.cc.Invoke(ctx, Connector_Disconnect_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConnectorServer is the server API for Connector service.
 // All implementations must embed UnimplementedConnectorServer
 // for forward compatibility.
@@ -152,6 +179,11 @@ type ConnectorServer interface {
 	Invoke(context.Context, *InvokeRequest) (*InvokeResponse, error)
 	// Poll fetches changes since a cursor, for systems without webhooks.
 	Poll(context.Context, *PollRequest) (*PollResponse, error)
+	// Connect sets a connection up at the provider (webhook subscriptions);
+	// idempotent. Connectors without such setup answer with no error.
+	Connect(context.Context, *ConnectRequest) (*ConnectResponse, error)
+	// Disconnect removes what Connect set up; idempotent.
+	Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error)
 	mustEmbedUnimplementedConnectorServer()
 }
 
@@ -179,6 +211,12 @@ func (UnimplementedConnectorServer) Invoke(context.Context, *InvokeRequest) (*In
 }
 func (UnimplementedConnectorServer) Poll(context.Context, *PollRequest) (*PollResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Poll not implemented")
+}
+func (UnimplementedConnectorServer) Connect(context.Context, *ConnectRequest) (*ConnectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Connect not implemented")
+}
+func (UnimplementedConnectorServer) Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Disconnect not implemented")
 }
 func (UnimplementedConnectorServer) mustEmbedUnimplementedConnectorServer() {}
 func (UnimplementedConnectorServer) testEmbeddedByValue()                   {}
@@ -309,6 +347,42 @@ func _Connector_Poll_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Connector_Connect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConnectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectorServer).Connect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Connector_Connect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectorServer).Connect(ctx, req.(*ConnectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Connector_Disconnect_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DisconnectRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectorServer).Disconnect(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Connector_Disconnect_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectorServer).Disconnect(ctx, req.(*DisconnectRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Connector_ServiceDesc is the grpc.ServiceDesc for Connector service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -339,6 +413,14 @@ var Connector_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Poll",
 			Handler:    _Connector_Poll_Handler,
+		},
+		{
+			MethodName: "Connect",
+			Handler:    _Connector_Connect_Handler,
+		},
+		{
+			MethodName: "Disconnect",
+			Handler:    _Connector_Disconnect_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
