@@ -29,6 +29,7 @@ import (
 
 	"github.com/ponte-hub/ponte/core/pluginhost"
 	"github.com/ponte-hub/ponte/core/store"
+	"github.com/ponte-hub/ponte/plugins/sdk"
 	"github.com/ponte-hub/ponte/workflows/paymentlink"
 )
 
@@ -49,6 +50,7 @@ type Store interface {
 	ListConnections(ctx context.Context, tenantID string, f store.ConnectionFilter) ([]store.Connection, string, error)
 	UpdateConnection(ctx context.Context, tenantID, id string, u store.ConnectionUpdate) (store.Connection, error)
 	DeleteConnection(ctx context.Context, tenantID, id string) error
+	ResolvedConnection(ctx context.Context, id string) (store.Connection, sdk.Config, error)
 
 	ListEvents(ctx context.Context, tenantID string, f store.EventFilter) ([]store.Event, string, error)
 	GetEvent(ctx context.Context, tenantID string, id int64) (store.Event, error)

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/ponte-hub/ponte/core/pluginhost"
 	"github.com/ponte-hub/ponte/core/store"
+	"github.com/ponte-hub/ponte/plugins/sdk"
 )
 
 // ConnectionBody is a connection as the API shows it: its non-secret
@@ -20,6 +23,7 @@ type ConnectionBody struct {
 	Connector    string          `json:"connector" example:"stripe"`
 	Name         string          `json:"name" example:"Stripe (live)"`
 	Status       string          `json:"status" enum:"active,disabled"`
+	StatusReason string          `json:"status_reason,omitempty" doc:"Why Ponte disabled the connection, e.g. the app was uninstalled from the shop. Cleared when the status is changed."`
 	Config       json.RawMessage `json:"config" doc:"The non-secret configuration fields, defaults applied."`
 	SecretFields []string        `json:"secret_fields" doc:"Names of the secret configuration fields that hold a value. Secret values are write-only."`
 	WebhookURL   string          `json:"webhook_url" format:"uri" doc:"Where the provider sends this connection's webhooks."`
@@ -37,7 +41,7 @@ func (s *server) connectionBody(c store.Connection) ConnectionBody {
 		secretFields = []string{}
 	}
 	return ConnectionBody{
-		ID: c.ID, Connector: c.Connector, Name: c.Name, Status: c.Status, Config: cfg,
+		ID: c.ID, Connector: c.Connector, Name: c.Name, Status: c.Status, StatusReason: c.StatusReason, Config: cfg,
 		SecretFields: secretFields, WebhookURL: s.publicURL + "/hooks/" + c.ID,
 		CreatedAt: c.CreatedAt, UpdatedAt: c.UpdatedAt,
 	}
@@ -101,6 +105,15 @@ func (s *server) registerConnections() {
 		if err != nil {
 			return nil, s.storeError(ctx, "creating connection", "tenant not found", err)
 		}
+		// The row exists before Connect runs, so a provider that pings the
+		// webhook URL while subscriptions are created (WooCommerce) reaches
+		// it. A connection the provider refuses is not kept.
+		if err := s.lifecycle(ctx, c, true); err != nil {
+			if derr := s.deps.Store.DeleteConnection(context.WithoutCancel(ctx), c.TenantID, c.ID); derr != nil {
+				s.log.ErrorContext(ctx, "removing a connection whose setup failed", "connection", c.ID, "err", derr)
+			}
+			return nil, s.lifecycleError(ctx, "connecting", err)
+		}
 		return &connectionOutput{Body: s.connectionBody(c)}, nil
 	})
 
@@ -154,9 +167,36 @@ func (s *server) registerConnections() {
 			}
 			u.Config, u.Fields = cfg, m.Config
 		}
+		before, err := s.deps.Store.GetConnection(ctx, tenantID, in.ID)
+		if err != nil {
+			return nil, s.storeError(ctx, "reading connection", "connection not found", err)
+		}
+		// The full configuration before the change (secrets included), to
+		// put back if the provider refuses the new one.
+		var beforeConfig sdk.Config
+		if in.Body.Config != nil {
+			if _, beforeConfig, err = s.deps.Store.ResolvedConnection(ctx, in.ID); err != nil {
+				return nil, s.internal(ctx, "reading connection configuration", err)
+			}
+		}
 		c, err := s.deps.Store.UpdateConnection(ctx, tenantID, in.ID, u)
 		if err != nil {
 			return nil, s.storeError(ctx, "updating connection", "connection not found", err)
+		}
+		// Set the provider side up again when the connection is (still)
+		// active and its configuration or status changed; tear it down when
+		// it was just disabled. A refused setup undoes the change.
+		switch {
+		case c.Status == store.StatusActive && (before.Status != c.Status || in.Body.Config != nil):
+			if err := s.lifecycle(ctx, c, true); err != nil {
+				s.undoUpdate(ctx, before, beforeConfig)
+				return nil, s.lifecycleError(ctx, "connecting", err)
+			}
+		case c.Status == store.StatusDisabled && before.Status == store.StatusActive:
+			if err := s.lifecycle(ctx, c, false); err != nil {
+				s.log.WarnContext(ctx, "disconnecting a disabled connection at the provider failed",
+					"connection", c.ID, "err", err)
+			}
 		}
 		return &connectionOutput{Body: s.connectionBody(c)}, nil
 	})
@@ -166,7 +206,20 @@ func (s *server) registerConnections() {
 	op.Description = "Deletes the connection with its stored events. A connection that payment links refer to cannot be deleted (409); disable it instead."
 	op.Errors = append(op.Errors, http.StatusNotFound, http.StatusConflict)
 	huma.Register(s.api, op, func(ctx context.Context, in *connectionIDInput) (*struct{}, error) {
-		err := s.deps.Store.DeleteConnection(ctx, tenant(ctx), in.ID)
+		cur, err := s.deps.Store.GetConnection(ctx, tenant(ctx), in.ID)
+		if err != nil {
+			return nil, s.storeError(ctx, "reading connection", "connection not found", err)
+		}
+		// Remove the provider side first, while the credentials are still
+		// stored; a provider that refuses (a revoked token) cannot be
+		// cleaned up anyway, so the deletion goes ahead.
+		if cur.Status == store.StatusActive {
+			if err := s.lifecycle(ctx, cur, false); err != nil {
+				s.log.WarnContext(ctx, "disconnecting a deleted connection at the provider failed",
+					"connection", cur.ID, "err", err)
+			}
+		}
+		err = s.deps.Store.DeleteConnection(ctx, tenant(ctx), in.ID)
 		if errors.Is(err, store.ErrConnectionInUse) {
 			return nil, huma.Error409Conflict("payment links refer to this connection; disable it instead (PATCH status=disabled)")
 		}
@@ -175,4 +228,70 @@ func (s *server) registerConnections() {
 		}
 		return nil, nil
 	})
+}
+
+// lifecycle runs the connector's sdk.Lifecycle for c: Connect when connect
+// is true, else Disconnect. Connectors without setup at the provider answer
+// at once.
+func (s *server) lifecycle(ctx context.Context, c store.Connection, connect bool) error {
+	if m, ok := s.manifest(c.Connector); !ok || !m.Lifecycle {
+		if ok || !connect {
+			return nil // nothing to set up; or nothing installed to clean up
+		}
+		return pluginhost.ErrUnknownConnector
+	}
+	client, err := s.deps.Connectors.Connector(c.Connector)
+	if err != nil {
+		return err
+	}
+	_, cfg, err := s.deps.Store.ResolvedConnection(ctx, c.ID)
+	if err != nil {
+		return fmt.Errorf("reading the connection's configuration: %w", err)
+	}
+	conn := sdk.Connection{ID: c.ID, TenantID: c.TenantID, Config: cfg, WebhookURL: s.publicURL + "/hooks/" + c.ID}
+	if connect {
+		return client.Connect(ctx, conn)
+	}
+	return client.Disconnect(ctx, conn)
+}
+
+// undoUpdate restores the status and, when it was changed, the whole
+// configuration (secrets included) of a connection whose new state the
+// provider refused.
+func (s *server) undoUpdate(ctx context.Context, before store.Connection, beforeConfig sdk.Config) {
+	ctx = context.WithoutCancel(ctx)
+	u := store.ConnectionUpdate{Status: &before.Status}
+	if beforeConfig != nil {
+		if m, ok := s.manifest(before.Connector); ok {
+			u.Config, u.Fields = json.RawMessage(beforeConfig), m.Config
+		}
+	}
+	if _, err := s.deps.Store.UpdateConnection(ctx, before.TenantID, before.ID, u); err != nil {
+		s.log.ErrorContext(ctx, "restoring a connection after a refused setup", "connection", before.ID, "err", err)
+	}
+}
+
+// lifecycleError maps a Connect failure to the API's answer: the provider's
+// own words for invalid or refused credentials (422), 503 with Retry-After
+// when it or the plugin is unavailable, 502 for anything else it answered.
+func (s *server) lifecycleError(ctx context.Context, doing string, err error) error {
+	var se *sdk.Error
+	switch {
+	case errors.Is(err, pluginhost.ErrUnknownConnector):
+		return huma.Error409Conflict("the connector is not installed, so the connection cannot be set up at the provider")
+	case isUnavailable(err):
+		return unavailable("the connector is restarting; retry shortly", 5)
+	case errors.As(err, &se):
+		switch se.Kind {
+		case sdk.KindInvalid, sdk.KindNotFound:
+			return huma.Error422UnprocessableEntity("the provider refused the connection's setup: " + se.Message)
+		case sdk.KindAuth:
+			return huma.Error422UnprocessableEntity("the provider rejected the connection's credentials: " + se.Message)
+		case sdk.KindRateLimited, sdk.KindRetryable:
+			secs := max(int(se.RetryAfter.Seconds()), 5)
+			return unavailable("the provider is unavailable or throttling; retry shortly: "+se.Message, secs)
+		}
+		return huma.Error502BadGateway("the provider failed the connection's setup: " + se.Message)
+	}
+	return s.internal(ctx, doing, err)
 }

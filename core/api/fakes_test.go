@@ -36,11 +36,71 @@ var icalManifest = sdk.Manifest{
 	Config: []sdk.ConfigField{{Name: "url", Type: sdk.FieldString, Required: true}},
 }
 
+// shopsimManifest is a connector that sets connections up at its provider
+// (sdk.Lifecycle), served by shopsim.
+var shopsimManifest = sdk.Manifest{
+	Name: "shopsim", Version: "1.0.0", DisplayName: "Shop simulator", Webhooks: true, Lifecycle: true,
+	Config: []sdk.ConfigField{
+		{Name: "shop", Type: sdk.FieldString, Required: true},
+		{Name: "token", Type: sdk.FieldString, Required: true, Secret: true},
+	},
+}
+
+// shopsim is the client of the shopsim connector: it records Connect and
+// Disconnect calls and refuses a Connect whose token is "bad" (sdk.Auth) or
+// "busy" (sdk.RateLimited).
+var shopsim = &lifecycleRecorder{}
+
+type lifecycleRecorder struct {
+	pluginhost.Client
+	mu    sync.Mutex
+	calls []string // "connect <id> <webhook url> <token>" / "disconnect <id>"
+}
+
+func (r *lifecycleRecorder) Manifest() sdk.Manifest { return shopsimManifest }
+
+func (r *lifecycleRecorder) Connect(_ context.Context, conn sdk.Connection) error {
+	var cfg struct{ Token string }
+	if err := conn.Config.Decode(&cfg); err != nil {
+		return err
+	}
+	r.mu.Lock()
+	r.calls = append(r.calls, "connect "+conn.ID+" "+conn.WebhookURL+" "+cfg.Token)
+	r.mu.Unlock()
+	switch cfg.Token {
+	case "bad":
+		return sdk.Auth("invalid API access token")
+	case "busy":
+		return sdk.RateLimited(7*time.Second, "throttled")
+	}
+	return nil
+}
+
+func (r *lifecycleRecorder) Disconnect(_ context.Context, conn sdk.Connection) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, "disconnect "+conn.ID)
+	return nil
+}
+
+func (r *lifecycleRecorder) take() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := r.calls
+	r.calls = nil
+	return out
+}
+
 func (fakeRegistry) Connector(name string) (pluginhost.Client, error) {
+	if name == shopsimManifest.Name {
+		return shopsim, nil
+	}
 	return nil, pluginhost.ErrUnavailable
 }
 
-func (fakeRegistry) Manifests() []sdk.Manifest { return []sdk.Manifest{icalManifest, stripeManifest} }
+func (fakeRegistry) Manifests() []sdk.Manifest {
+	return []sdk.Manifest{icalManifest, shopsimManifest, stripeManifest}
+}
 
 func (fakeRegistry) Status() []pluginhost.PluginStatus {
 	return []pluginhost.PluginStatus{{Name: "stripe", Version: "1.0.0", Running: true}, {Name: "ical", Version: "0.1.0", Running: false}}

@@ -70,11 +70,11 @@ type connectionCursor struct {
 	ID        string    `json:"id"`
 }
 
-const connectionColumns = `id, tenant_id, connector, name, status, config, secret_fields, created_at, updated_at`
+const connectionColumns = `id, tenant_id, connector, name, status, COALESCE(status_reason, ''), config, secret_fields, created_at, updated_at`
 
 func scanConnection(row pgx.Row, extra ...any) (Connection, error) {
 	var c Connection
-	dest := append([]any{&c.ID, &c.TenantID, &c.Connector, &c.Name, &c.Status, &c.Config, &c.SecretFields, &c.CreatedAt, &c.UpdatedAt}, extra...)
+	dest := append([]any{&c.ID, &c.TenantID, &c.Connector, &c.Name, &c.Status, &c.StatusReason, &c.Config, &c.SecretFields, &c.CreatedAt, &c.UpdatedAt}, extra...)
 	if err := row.Scan(dest...); err != nil {
 		return Connection{}, err
 	}
@@ -321,7 +321,9 @@ func (s *Store) UpdateConnection(ctx context.Context, tenantID, id string, u Con
 		}
 		out, err = scanConnection(tx.QueryRow(ctx, `
 			UPDATE connections
-			SET name = $3, status = $4, config = $5, secrets = $6, secret_fields = $7, updated_at = now()
+			SET name = $3, status = $4, config = $5, secrets = $6, secret_fields = $7, updated_at = now(),
+			    -- a status the user sets replaces the reason Ponte gave for its own
+			    status_reason = CASE WHEN status = $4 THEN status_reason END
 			WHERE tenant_id = $1 AND id = $2
 			RETURNING `+connectionColumns,
 			tenantID, id, name, status, public, secrets, secretFields))
@@ -338,6 +340,30 @@ func (s *Store) UpdateConnection(ctx context.Context, tenantID, id string, u Con
 		return Connection{}, fmt.Errorf("updating connection: %w", err)
 	}
 	return out, nil
+}
+
+// RevokeConnection disables a connection because its provider revoked it
+// (a connector's sdk.EventConnectionRevoked), recording the reason. It
+// reports whether the connection was active; an already disabled connection
+// is left as is. It returns ErrNotFound for an unknown id.
+func (s *Store) RevokeConnection(ctx context.Context, id, reason string) (bool, error) {
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE connections SET status = 'disabled', status_reason = $2, updated_at = now()
+		WHERE id = $1 AND status = 'active'`, id, reason)
+	if err != nil {
+		return false, fmt.Errorf("revoking connection %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 1 {
+		return true, nil
+	}
+	var exists bool
+	if err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM connections WHERE id = $1)`, id).Scan(&exists); err != nil {
+		return false, fmt.Errorf("revoking connection %s: %w", id, err)
+	}
+	if !exists {
+		return false, ErrNotFound
+	}
+	return false, nil
 }
 
 // DeleteConnection deletes one of a tenant's connections, with its stored

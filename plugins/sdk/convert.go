@@ -147,6 +147,7 @@ func manifestToProto(m Manifest) (*pb.Manifest, error) {
 		ProtocolVersion: ProtocolVersion,
 		Webhooks:        m.Webhooks,
 		PollIntervalMs:  m.PollInterval.Milliseconds(),
+		Lifecycle:       m.Lifecycle,
 	}
 	for _, f := range m.Config {
 		pf := &pb.ConfigField{

@@ -88,6 +88,7 @@ func (s *connectorServer) Init(ctx context.Context, req *pb.InitRequest) (*pb.In
 
 	s.mu.Lock()
 	old := s.hostConn
+	_, m.Lifecycle = conn.(Lifecycle)
 	s.conn, s.manifest, s.actions, s.events, s.hostConn = conn, m, actions, events, hc
 	s.mu.Unlock()
 	if old != nil {

@@ -183,6 +183,10 @@ type Manifest struct {
 	Webhooks bool `json:"webhooks"`
 	// PollInterval, when non-zero, asks the host to call Poll this often.
 	PollInterval time.Duration `json:"poll_interval,omitempty"`
+	// Lifecycle tells the host to call Connect and Disconnect for this
+	// connector's connections. [Serve] sets it to whether the connector
+	// implements [Lifecycle]; the value a connector returns is ignored.
+	Lifecycle bool `json:"lifecycle"`
 }
 
 // FieldType is the JSON type of a configuration field ([ConfigField].Type).

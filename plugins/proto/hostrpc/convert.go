@@ -151,6 +151,7 @@ func ManifestFromProto(m *pb.Manifest) (sdk.Manifest, error) {
 		Description:  m.GetDescription(),
 		Webhooks:     m.GetWebhooks(),
 		PollInterval: time.Duration(m.GetPollIntervalMs()) * time.Millisecond,
+		Lifecycle:    m.GetLifecycle(),
 	}
 	for _, f := range m.GetConfig() {
 		cf := sdk.ConfigField{

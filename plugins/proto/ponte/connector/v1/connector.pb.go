@@ -375,8 +375,11 @@ type Manifest struct {
 	Webhooks        bool           `protobuf:"varint,9,opt,name=webhooks,proto3" json:"webhooks,omitempty"`
 	// How often the host should poll, in milliseconds; 0 for never.
 	PollIntervalMs int64 `protobuf:"varint,10,opt,name=poll_interval_ms,json=pollIntervalMs,proto3" json:"poll_interval_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// True when the connector sets connections up at the provider: the host
+	// calls Connect and Disconnect only for such connectors. Set by the SDK.
+	Lifecycle     bool `protobuf:"varint,11,opt,name=lifecycle,proto3" json:"lifecycle,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Manifest) Reset() {
@@ -477,6 +480,13 @@ func (x *Manifest) GetPollIntervalMs() int64 {
 		return x.PollIntervalMs
 	}
 	return 0
+}
+
+func (x *Manifest) GetLifecycle() bool {
+	if x != nil {
+		return x.Lifecycle
+	}
+	return false
 }
 
 type ConfigField struct {
@@ -2011,7 +2021,7 @@ const file_ponte_connector_v1_connector_proto_rawDesc = "" +
 	"\x05error\x18\x01 \x01(\v2\x19.ponte.connector.v1.ErrorR\x05error\"\x14\n" +
 	"\x12GetManifestRequest\"O\n" +
 	"\x13GetManifestResponse\x128\n" +
-	"\bmanifest\x18\x01 \x01(\v2\x1c.ponte.connector.v1.ManifestR\bmanifest\"\x94\x03\n" +
+	"\bmanifest\x18\x01 \x01(\v2\x1c.ponte.connector.v1.ManifestR\bmanifest\"\xb2\x03\n" +
 	"\bManifest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12!\n" +
@@ -2023,7 +2033,8 @@ const file_ponte_connector_v1_connector_proto_rawDesc = "" +
 	"\aactions\x18\b \x03(\v2\x1a.ponte.connector.v1.ActionR\aactions\x12\x1a\n" +
 	"\bwebhooks\x18\t \x01(\bR\bwebhooks\x12(\n" +
 	"\x10poll_interval_ms\x18\n" +
-	" \x01(\x03R\x0epollIntervalMs\"\xdc\x01\n" +
+	" \x01(\x03R\x0epollIntervalMs\x12\x1c\n" +
+	"\tlifecycle\x18\v \x01(\bR\tlifecycle\"\xdc\x01\n" +
 	"\vConfigField\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12 \n" +
