@@ -18,6 +18,8 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path"
+	"reflect"
 	"strings"
 	"time"
 
@@ -118,6 +120,13 @@ type Deps struct {
 	// Messages sends and reads messages of the ledger (core/messaging). Nil
 	// leaves POST /v1/messages and GET /v1/messages/{id} unregistered.
 	Messages Messages
+	// Automations stores shop connections' automation settings (a
+	// *automations.Store). Nil leaves the automation operations
+	// unregistered.
+	Automations Automations
+	// CartRecoveryReports computes GET /v1/reports/cart-recovery (a
+	// *cartrecovery.DB); nil leaves it unregistered.
+	CartRecoveryReports CartRecoveryReports
 }
 
 type server struct {
@@ -187,6 +196,7 @@ func New(deps Deps) (*gin.Engine, error) {
 	s.registerConsent()
 	s.registerSettings()
 	s.registerTemplates()
+	s.registerAutomations()
 
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(deps.Metrics, promhttp.HandlerOpts{Registry: deps.Metrics})))
 	if deps.Hooks != nil {
@@ -220,6 +230,21 @@ problem in ` + "`errors`" + ` with its location. Every response carries an ` + "
 **Pagination.** List operations return ` + "`next_cursor`" + `; pass it as ` + "`cursor`" + ` to get the next page.
 It is empty on the last page.`
 
+// schemaNamer names schemas as huma does, prefixing the types of the
+// workflows' packages with the package's name (CartrecoverySettings,
+// OrdernotifySettings): each automation has a Settings type of its own.
+func schemaNamer(t reflect.Type, hint string) string {
+	name := huma.DefaultSchemaNamer(t, hint)
+	for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+		t = t.Elem()
+	}
+	if pkg := t.PkgPath(); strings.Contains(pkg, "/workflows/") && t.Name() != "" {
+		base := path.Base(pkg)
+		return strings.ToUpper(base[:1]) + base[1:] + name
+	}
+	return name
+}
+
 func (s *server) humaConfig() huma.Config {
 	cfg := huma.DefaultConfig("Ponte API", s.deps.Version)
 	cfg.Info.Description = apiDescription
@@ -231,6 +256,7 @@ func (s *server) humaConfig() huma.Config {
 	cfg.CreateHooks = nil
 	cfg.SchemasPath = ""
 	cfg.Transformers = []huma.Transformer{redactErrorValues}
+	cfg.Components.Schemas = huma.NewMapRegistry("#/components/schemas/", schemaNamer)
 	cfg.Components.SecuritySchemes = map[string]*huma.SecurityScheme{
 		securityScheme: {
 			Type:         "http",

@@ -57,6 +57,7 @@ type fixture struct {
 	linkA   string
 	inbox   *inboxFixture   // users, contacts and conversations (inbox_fixture_test.go)
 	consent *consentFixture // consent, exclusions, settings, templates (consent_fixture_test.go)
+	auto    *automationsFixture
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -132,19 +133,22 @@ func newFixture(t *testing.T) *fixture {
 	f.setUpInbox(t)
 	f.setUpConsent(t)
 	f.setUpMessages(t)
+	f.setUpAutomations(t)
 
 	f.h, err = api.New(api.Deps{
-		Inbox:           f.inbox.svc,
-		Consent:         f.consent.svc,
-		Templates:       f.consent.tpl,
-		Sender:          f.inbox.sender,
-		InboxStream:     f.inbox.hub,
-		Messages:        f.msgs.svc,
-		StreamHeartbeat: 50 * time.Millisecond,
-		Store:           st,
-		Connectors:      fakeRegistry{},
-		PaymentLinks:    f.pl,
-		Hooks:           fakeHooks{},
+		Inbox:               f.inbox.svc,
+		Consent:             f.consent.svc,
+		Templates:           f.consent.tpl,
+		Sender:              f.inbox.sender,
+		InboxStream:         f.inbox.hub,
+		Messages:            f.msgs.svc,
+		Automations:         f.auto.store,
+		CartRecoveryReports: f.auto.reports,
+		StreamHeartbeat:     50 * time.Millisecond,
+		Store:               st,
+		Connectors:          fakeRegistry{},
+		PaymentLinks:        f.pl,
+		Hooks:               fakeHooks{},
 		Ready: func(ctx context.Context) map[string]error {
 			out := map[string]error{}
 			for k, v := range f.ready {
@@ -269,6 +273,7 @@ func (f *fixture) routes() []route {
 	}
 	r = append(r, f.inboxRoutes()...)
 	r = append(r, f.messageRoutes()...)
+	r = append(r, f.automationRoutes()...)
 	return append(r, f.consentRoutes()...)
 }
 
@@ -391,6 +396,9 @@ func TestIntegrationTenantIsolation(t *testing.T) {
 		tests[name] = tc
 	}
 	for name, tc := range f.messageIsolationTests(notFound) {
+		tests[name] = tc
+	}
+	for name, tc := range f.automationIsolationTests(notFound, noneOfA) {
 		tests[name] = tc
 	}
 	// Every route of the API is covered here.
@@ -562,8 +570,8 @@ func TestIntegrationPagination(t *testing.T) {
 		return nil, 0
 	}
 	conns, pages := walk("/v1/connections?limit=3")
-	if len(conns) != 7 || pages != 3 { // 2 from the fixture + 5
-		t.Errorf("connections: %d over %d pages, want 7 over 3", len(conns), pages)
+	if len(conns) != 9 || pages != 3 { // 4 from the fixture + 5
+		t.Errorf("connections: %d over %d pages, want 9 over 3", len(conns), pages)
 	}
 	events, pages := walk("/v1/events?limit=2")
 	if len(events) != 6 || pages != 3 { // 1 from the fixture + 5

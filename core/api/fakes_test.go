@@ -40,6 +40,7 @@ var icalManifest = sdk.Manifest{
 // (sdk.Lifecycle), served by shopsim.
 var shopsimManifest = sdk.Manifest{
 	Name: "shopsim", Version: "1.0.0", DisplayName: "Shop simulator", Webhooks: true, Lifecycle: true,
+	Events: []sdk.EventType{{Type: "checkout.created"}, {Type: "checkout.updated"}, {Type: "order.created"}},
 	Config: []sdk.ConfigField{
 		{Name: "shop", Type: sdk.FieldString, Required: true},
 		{Name: "token", Type: sdk.FieldString, Required: true, Secret: true},

@@ -19,6 +19,7 @@ import (
 	temporallog "go.temporal.io/sdk/log"
 
 	"github.com/ponte-hub/ponte/core/api"
+	"github.com/ponte-hub/ponte/core/automations"
 	"github.com/ponte-hub/ponte/core/consent"
 	"github.com/ponte-hub/ponte/core/dispatch"
 	"github.com/ponte-hub/ponte/core/ingress"
@@ -30,6 +31,7 @@ import (
 	"github.com/ponte-hub/ponte/core/store"
 	"github.com/ponte-hub/ponte/core/templates"
 	ponteworker "github.com/ponte-hub/ponte/core/worker"
+	"github.com/ponte-hub/ponte/workflows/cartrecovery"
 	"github.com/ponte-hub/ponte/workflows/paymentlink"
 )
 
@@ -136,8 +138,9 @@ func Run(ctx context.Context, cfg Config) error {
 
 	if cfg.Has(RoleWorker) {
 		deps := ponteworker.Deps{
-			Pool: st.Pool(), Invoker: invoker,
-			Messenger: msg.messages, PaymentLinkChat: cfg.PaymentLinkChat,
+			Pool: st.Pool(), TaskQueue: cfg.TaskQueue, Invoker: invoker,
+			Messenger: msg.messages, Contacts: msg.contacts, Consent: msg.consent,
+			PaymentLinkChat: cfg.PaymentLinkChat, Logger: log.With("component", "workflows"),
 		}
 		w := ponteworker.New(temporal, cfg.TaskQueue, deps)
 		if err := w.Start(); err != nil {
@@ -147,12 +150,15 @@ func Run(ctx context.Context, cfg Config) error {
 		d, err := dispatch.New(dispatch.Config{
 			Pool: st.Pool(),
 			// Order matters for an inbound message: the contact and its
-			// conversation exist before consent reads a STOP from it.
+			// conversation exist before consent reads a STOP from it, and
+			// the STOP is recorded before the workflows hear the reply.
 			Router: dispatch.Routes{
-				ponteworker.Router(deps),
 				msg.contacts.Route(),
 				consent.Route(msg.consent),
 				consent.ShopRoute(msg.consent),
+				// After consent: a STOP that is also a reply to a cart
+				// message is an opt-out before it reaches the cart.
+				ponteworker.Router(deps),
 				messaging.Route(st.Pool()),
 				revokedRoute(st, log),
 				templates.Route(msg.templates),
@@ -208,6 +214,9 @@ func Run(ctx context.Context, cfg Config) error {
 		Consent:      msg.consent,
 		Templates:    msg.templates,
 		Messages:     msg.messages,
+
+		Automations:         automations.NewStore(st.Pool()),
+		CartRecoveryReports: cartrecovery.NewDB(st.Pool()),
 	})
 	if err != nil {
 		return fmt.Errorf("building the HTTP API: %w", err)

@@ -1,0 +1,349 @@
+package cartrecovery
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ponte-hub/ponte/core/store"
+	"github.com/ponte-hub/ponte/plugins/sdk/commerce"
+)
+
+// DB is the cart_recoveries and cart_recovery_steps tables. Every query
+// takes the tenant and filters on it.
+type DB struct {
+	pool *pgxpool.Pool
+}
+
+var _ Store = (*DB)(nil)
+
+// NewDB returns the cart recovery tables in pool.
+func NewDB(pool *pgxpool.Pool) *DB { return &DB{pool: pool} }
+
+// Cart is a cart's row.
+type Cart struct {
+	ID           int64  `json:"-"`
+	TenantID     string `json:"-"`
+	ConnectionID string `json:"connection_id"`
+	CheckoutID   string `json:"checkout_id"`
+	WorkflowID   string `json:"workflow_id"`
+	// Phone is E.164, or empty with PhoneProblem saying why.
+	Phone             string              `json:"phone,omitempty"`
+	PhoneProblem      string              `json:"phone_problem,omitempty"`
+	ContactID         string              `json:"contact_id,omitempty"`
+	CustomerID        string              `json:"customer_id,omitempty"`
+	Email             string              `json:"email,omitempty"`
+	FirstName         string              `json:"first_name,omitempty"`
+	LastName          string              `json:"last_name,omitempty"`
+	Currency          string              `json:"currency,omitempty"`
+	Total             string              `json:"total,omitempty"` // decimal string
+	RecoveryURL       string              `json:"recovery_url,omitempty"`
+	Items             []commerce.LineItem `json:"line_items"`
+	Status            Status              `json:"status"`
+	Reason            string              `json:"reason,omitempty"`
+	FirstSeenAt       *time.Time          `json:"first_seen_at,omitempty"`
+	LastUpdateAt      *time.Time          `json:"last_update_at,omitempty"`
+	ContactedAt       *time.Time          `json:"contacted_at,omitempty"`
+	EndedAt           *time.Time          `json:"ended_at,omitempty"`
+	OrderID           string              `json:"order_id,omitempty"`
+	ConvertedAt       *time.Time          `json:"converted_at,omitempty"`
+	RecoveredAt       *time.Time          `json:"recovered_at,omitempty"`
+	RecoveredRevenue  string              `json:"recovered_revenue,omitempty"`
+	RecoveredCurrency string              `json:"recovered_currency,omitempty"`
+	OptedOut          bool                `json:"opted_out"`
+}
+
+// Name is the customer's full name, as far as the shop knows it.
+func (c Cart) Name() string {
+	switch {
+	case c.FirstName != "" && c.LastName != "":
+		return c.FirstName + " " + c.LastName
+	case c.FirstName != "":
+		return c.FirstName
+	}
+	return c.LastName
+}
+
+const cartColumns = `id, tenant_id, connection_id, checkout_id, workflow_id, coalesce(phone, ''), coalesce(phone_problem, ''),
+    coalesce(contact_id, ''), coalesce(customer_id, ''), coalesce(email, ''), coalesce(first_name, ''), coalesce(last_name, ''),
+    coalesce(currency, ''), coalesce(total::text, ''), coalesce(recovery_url, ''), line_items, status, coalesce(end_reason, ''),
+    first_seen_at, last_update_at, contacted_at, ended_at, coalesce(order_id, ''), converted_at, recovered_at,
+    coalesce(recovered_revenue::text, ''), coalesce(recovered_currency, ''), opted_out`
+
+func scanCart(row pgx.Row) (Cart, error) {
+	var c Cart
+	var items []byte
+	err := row.Scan(&c.ID, &c.TenantID, &c.ConnectionID, &c.CheckoutID, &c.WorkflowID, &c.Phone, &c.PhoneProblem,
+		&c.ContactID, &c.CustomerID, &c.Email, &c.FirstName, &c.LastName,
+		&c.Currency, &c.Total, &c.RecoveryURL, &items, &c.Status, &c.Reason,
+		&c.FirstSeenAt, &c.LastUpdateAt, &c.ContactedAt, &c.EndedAt, &c.OrderID, &c.ConvertedAt, &c.RecoveredAt,
+		&c.RecoveredRevenue, &c.RecoveredCurrency, &c.OptedOut)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Cart{}, store.ErrNotFound
+	}
+	if err != nil {
+		return Cart{}, err
+	}
+	if err := json.Unmarshal(items, &c.Items); err != nil {
+		return Cart{}, fmt.Errorf("decoding line items of cart %d: %w", c.ID, err)
+	}
+	return c, nil
+}
+
+// decimal is the money format of the commerce vocabulary.
+var decimal = regexp.MustCompile(`^-?[0-9]{1,15}(\.[0-9]{1,6})?$`)
+
+// money returns s when it is a decimal string, else nil (stored as NULL
+// rather than failing the whole record over a connector's odd total).
+func money(s string) *string {
+	if !decimal.MatchString(s) {
+		return nil
+	}
+	return &s
+}
+
+// Cart returns a cart's row, or store.ErrNotFound.
+func (db *DB) Cart(ctx context.Context, ref CartRef) (Cart, error) {
+	c, err := scanCart(db.pool.QueryRow(ctx, `SELECT `+cartColumns+` FROM cart_recoveries
+WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3`, ref.TenantID, ref.ConnectionID, ref.CheckoutID))
+	if err != nil {
+		return Cart{}, fmt.Errorf("reading cart %s: %w", ref.CheckoutID, err)
+	}
+	return c, nil
+}
+
+// RecordCheckout creates the cart's row or updates it with the checkout's
+// details while the cart is open; a closed cart is left as it is. It returns
+// the cart's state either way.
+func (db *DB) RecordCheckout(ctx context.Context, rec CheckoutRecord) (CartState, error) {
+	co := rec.Checkout
+	phone, problem := co.Phone, ""
+	switch {
+	case phone == "":
+		problem = co.PhoneProblem
+		if problem != commerce.PhoneInvalid {
+			problem = commerce.PhoneMissing
+		}
+	case !ValidPhone(phone):
+		phone, problem = "", commerce.PhoneInvalid
+	}
+	items := co.LineItems
+	if items == nil {
+		items = []commerce.LineItem{}
+	}
+	itemsJSON, err := json.Marshal(items)
+	if err != nil {
+		return CartState{}, fmt.Errorf("encoding line items: %w", err)
+	}
+	var st CartState
+	err = db.pool.QueryRow(ctx, `
+INSERT INTO cart_recoveries AS c (tenant_id, connection_id, checkout_id, workflow_id, phone, phone_problem, customer_id, email,
+    first_name, last_name, currency, total, recovery_url, line_items, first_seen_at, last_update_at)
+VALUES ($1, $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), NULLIF($7, ''), NULLIF($8, ''), NULLIF($9, ''), NULLIF($10, ''),
+    NULLIF($11, ''), $12::numeric, NULLIF($13, ''), $14, $15, $15)
+ON CONFLICT (tenant_id, connection_id, checkout_id) DO UPDATE SET
+    phone          = COALESCE(EXCLUDED.phone, c.phone),
+    phone_problem  = CASE WHEN COALESCE(EXCLUDED.phone, c.phone) IS NULL THEN EXCLUDED.phone_problem END,
+    customer_id    = COALESCE(EXCLUDED.customer_id, c.customer_id),
+    email          = COALESCE(EXCLUDED.email, c.email),
+    first_name     = COALESCE(EXCLUDED.first_name, c.first_name),
+    last_name      = COALESCE(EXCLUDED.last_name, c.last_name),
+    currency       = COALESCE(EXCLUDED.currency, c.currency),
+    total          = COALESCE(EXCLUDED.total, c.total),
+    recovery_url   = COALESCE(EXCLUDED.recovery_url, c.recovery_url),
+    line_items     = EXCLUDED.line_items,
+    first_seen_at  = COALESCE(c.first_seen_at, EXCLUDED.first_seen_at),
+    last_update_at = GREATEST(c.last_update_at, EXCLUDED.last_update_at),
+    updated_at     = now()
+WHERE c.status IN ('waiting', 'contacted')
+RETURNING status, coalesce(end_reason, ''), (SELECT count(*) FROM cart_recovery_steps s WHERE s.cart_id = c.id)`,
+		rec.TenantID, rec.ConnectionID, rec.CheckoutID, rec.WorkflowID(), phone, problem, co.CustomerID, co.Email,
+		co.FirstName, co.LastName, co.Currency, money(co.Total), co.RecoveryURL, itemsJSON, rec.At,
+	).Scan(&st.Status, &st.Reason, &st.StepsDone)
+	if errors.Is(err, pgx.ErrNoRows) {
+		// The row exists and is closed: the update's WHERE left it alone.
+		err = db.pool.QueryRow(ctx, `
+SELECT status, coalesce(end_reason, ''), (SELECT count(*) FROM cart_recovery_steps s WHERE s.cart_id = c.id)
+FROM cart_recoveries c WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3`,
+			rec.TenantID, rec.ConnectionID, rec.CheckoutID).Scan(&st.Status, &st.Reason, &st.StepsDone)
+	}
+	if err != nil {
+		return CartState{}, fmt.Errorf("recording checkout %s: %w", rec.CheckoutID, err)
+	}
+	return st, nil
+}
+
+// SetContact records the contact the cart's phone belongs to.
+func (db *DB) SetContact(ctx context.Context, ref CartRef, contactID string) error {
+	_, err := db.pool.Exec(ctx, `UPDATE cart_recoveries SET contact_id = $4, updated_at = now()
+WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3`, ref.TenantID, ref.ConnectionID, ref.CheckoutID, contactID)
+	if err != nil {
+		return fmt.Errorf("recording contact of cart %s: %w", ref.CheckoutID, err)
+	}
+	return nil
+}
+
+// RecordStep records a step's outcome once (a replayed record changes
+// nothing); a sent step marks an open cart contacted.
+func (db *DB) RecordStep(ctx context.Context, rec StepRecord) error {
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		var cartID int64
+		err := tx.QueryRow(ctx, `SELECT id FROM cart_recoveries WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3
+FOR UPDATE`, rec.TenantID, rec.ConnectionID, rec.CheckoutID).Scan(&cartID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return store.ErrNotFound
+		}
+		if err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `
+INSERT INTO cart_recovery_steps (cart_id, tenant_id, step, status, reason, detail, message_id, discount_code, at)
+VALUES ($1, $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), NULLIF($7, ''), NULLIF($8, ''), $9)
+ON CONFLICT (cart_id, step) DO NOTHING`,
+			cartID, rec.TenantID, rec.Step, string(rec.Status), rec.Reason, rec.Detail, rec.MessageID, rec.DiscountCode, rec.At)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() == 0 || rec.Status != StepSent {
+			return nil
+		}
+		_, err = tx.Exec(ctx, `
+UPDATE cart_recoveries
+SET status = CASE WHEN status = 'waiting' THEN 'contacted' ELSE status END,
+    contacted_at = COALESCE(contacted_at, $2), updated_at = now()
+WHERE id = $1`, cartID, rec.At)
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("recording step %d of cart %s: %w", rec.Step, rec.CheckoutID, err)
+	}
+	return nil
+}
+
+// End closes an open cart with a status and reason and returns the status
+// the cart has afterwards: the one it already had when it was closed, or
+// rec.Status when there is no row (nothing to close).
+func (db *DB) End(ctx context.Context, rec EndRecord) (Status, error) {
+	if rec.Status != StatusEnded && rec.Status != StatusSkipped {
+		return "", fmt.Errorf("ending cart %s: status %q is not ended or skipped", rec.CheckoutID, rec.Status)
+	}
+	var st Status
+	err := db.pool.QueryRow(ctx, `
+UPDATE cart_recoveries SET status = $4, end_reason = $5, opted_out = opted_out OR $6, ended_at = $7, updated_at = now()
+WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3 AND status IN ('waiting', 'contacted')
+RETURNING status`, rec.TenantID, rec.ConnectionID, rec.CheckoutID, string(rec.Status), rec.Reason, rec.OptedOut, rec.At).Scan(&st)
+	if errors.Is(err, pgx.ErrNoRows) {
+		err = db.pool.QueryRow(ctx, `SELECT status FROM cart_recoveries WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3`,
+			rec.TenantID, rec.ConnectionID, rec.CheckoutID).Scan(&st)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return rec.Status, nil
+		}
+	}
+	if err != nil {
+		return "", fmt.Errorf("ending cart %s: %w", rec.CheckoutID, err)
+	}
+	return st, nil
+}
+
+// ApplyOrder attributes an order to a cart, once: a cart contacted before
+// the order becomes recovered, with the order's total as revenue; any other
+// cart that was open or ended becomes converted (a skipped cart keeps its
+// status and reason, and records the order). An open cart's sequence ends
+// with reason order_placed.
+//
+// With tombstone set, an order for a checkout without a row leaves a
+// converted row without first_seen_at, so that checkout events dispatched
+// after their order (the outbox does not order events) find the cart closed
+// and start no sequence. It reports the cart's status and whether anything
+// changed.
+func (db *DB) ApplyOrder(ctx context.Context, ref CartRef, o OrderInfo, tombstone bool) (Status, bool, error) {
+	var st Status
+	err := db.pool.QueryRow(ctx, `
+UPDATE cart_recoveries SET
+    status = CASE WHEN contacted_at IS NOT NULL AND contacted_at <= $5 THEN 'recovered'
+                  WHEN status IN ('waiting', 'contacted', 'ended') THEN 'converted'
+                  ELSE status END,
+    end_reason = CASE WHEN status IN ('waiting', 'contacted') THEN 'order_placed' ELSE end_reason END,
+    ended_at = COALESCE(ended_at, $5),
+    order_id = NULLIF($4, ''),
+    converted_at = $5,
+    recovered_at = CASE WHEN contacted_at IS NOT NULL AND contacted_at <= $5 THEN $5 END,
+    recovered_revenue = CASE WHEN contacted_at IS NOT NULL AND contacted_at <= $5 THEN $6::numeric END,
+    recovered_currency = CASE WHEN contacted_at IS NOT NULL AND contacted_at <= $5 THEN NULLIF($7, '') END,
+    updated_at = now()
+WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3 AND converted_at IS NULL
+RETURNING status`, ref.TenantID, ref.ConnectionID, ref.CheckoutID, o.OrderID, o.At, money(o.Total), o.Currency).Scan(&st)
+	if err == nil {
+		return st, true, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return "", false, fmt.Errorf("attributing order %s to cart %s: %w", o.OrderID, ref.CheckoutID, err)
+	}
+	err = db.pool.QueryRow(ctx, `SELECT status FROM cart_recoveries WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3`,
+		ref.TenantID, ref.ConnectionID, ref.CheckoutID).Scan(&st)
+	if err == nil {
+		return st, false, nil // attributed before: delivery is at least once
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
+		return "", false, fmt.Errorf("reading cart %s: %w", ref.CheckoutID, err)
+	}
+	if !tombstone {
+		return "", false, nil
+	}
+	tag, err := db.pool.Exec(ctx, `
+INSERT INTO cart_recoveries (tenant_id, connection_id, checkout_id, workflow_id, status, end_reason, ended_at, order_id, converted_at, currency)
+VALUES ($1, $2, $3, $4, 'converted', 'order_placed', $5, NULLIF($6, ''), $5, NULLIF($7, ''))
+ON CONFLICT (tenant_id, connection_id, checkout_id) DO NOTHING`,
+		ref.TenantID, ref.ConnectionID, ref.CheckoutID, ref.WorkflowID(), o.At, o.OrderID, o.Currency)
+	if err != nil {
+		return "", false, fmt.Errorf("recording order %s of an unseen checkout: %w", o.OrderID, err)
+	}
+	if tag.RowsAffected() == 0 {
+		// A checkout's workflow created the row just now: attribute to it.
+		return db.ApplyOrder(ctx, ref, o, false)
+	}
+	return StatusConverted, true, nil
+}
+
+// OpenCarts returns the tenant's carts that are waiting or contacted and
+// whose customer's phone is phone.
+func (db *DB) OpenCarts(ctx context.Context, tenantID, phone string) ([]CartRef, error) {
+	rows, err := db.pool.Query(ctx, `SELECT connection_id, checkout_id FROM cart_recoveries
+WHERE tenant_id = $1 AND phone = $2 AND status IN ('waiting', 'contacted') ORDER BY id`, tenantID, phone)
+	if err != nil {
+		return nil, fmt.Errorf("finding open carts by phone: %w", err)
+	}
+	refs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (CartRef, error) {
+		r := CartRef{TenantID: tenantID}
+		return r, row.Scan(&r.ConnectionID, &r.CheckoutID)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("finding open carts by phone: %w", err)
+	}
+	return refs, nil
+}
+
+// Steps returns a cart's step records in order.
+func (db *DB) Steps(ctx context.Context, ref CartRef) ([]StepRecord, error) {
+	rows, err := db.pool.Query(ctx, `
+SELECT s.step, s.status, coalesce(s.reason, ''), coalesce(s.detail, ''), coalesce(s.message_id, ''), coalesce(s.discount_code, ''), s.at
+FROM cart_recovery_steps s JOIN cart_recoveries c ON c.id = s.cart_id
+WHERE c.tenant_id = $1 AND c.connection_id = $2 AND c.checkout_id = $3 ORDER BY s.step`, ref.TenantID, ref.ConnectionID, ref.CheckoutID)
+	if err != nil {
+		return nil, fmt.Errorf("reading steps of cart %s: %w", ref.CheckoutID, err)
+	}
+	steps, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (StepRecord, error) {
+		r := StepRecord{CartRef: ref}
+		return r, row.Scan(&r.Step, &r.Status, &r.Reason, &r.Detail, &r.MessageID, &r.DiscountCode, &r.At)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading steps of cart %s: %w", ref.CheckoutID, err)
+	}
+	return steps, nil
+}
