@@ -33,10 +33,16 @@ var commerceTemplates = []fakegraph.Template{
 		Components: json.RawMessage(`[{"type":"BODY","text":"Hi {{1}}, thank you for your order {{2}} ({{3}})!"}]`)},
 }
 
-func newCommerceShop(t *testing.T, in *installation) *commerceShop {
+func newCommerceShop(t testing.TB, in *installation) *commerceShop {
 	t.Helper()
-	c := &commerceShop{in: in, graph: fakegraph.New(t), shop: fakeshopify.New(t, fakeshopify.Options{})}
-	c.waID, _ = in.connectCloudAPI(c.graph, testNumber)
+	// Meta retries webhooks for days: the fake keeps retrying its status
+	// webhooks while a test has serve down.
+	graph := fakegraph.New(t, fakegraph.Options{MaxAttempts: 1000, RetryMax: 500 * time.Millisecond, WebhookWorkers: 32})
+	c := &commerceShop{in: in, graph: graph, shop: fakeshopify.New(t, fakeshopify.Options{})}
+	var waHook string
+	c.waID, waHook = in.connectCloudAPI(c.graph, testNumber)
+	c.graph.SetWebhook(waHook, testNumber.AppSecret)
+	c.graph.SetStatusOptions(fakegraph.StatusOptions{Statuses: []string{"sent"}})
 	for _, tpl := range commerceTemplates {
 		tpl.Status = "APPROVED"
 		if _, err := c.graph.AddTemplate(testNumber.WABAID, tpl); err != nil {
@@ -65,7 +71,7 @@ func newCommerceShop(t *testing.T, in *installation) *commerceShop {
 
 // cartSettings enables cart recovery with the given step delays: the
 // reminder, then the last chance.
-func (c *commerceShop) cartSettings(t *testing.T, first, second time.Duration) {
+func (c *commerceShop) cartSettings(t testing.TB, first, second time.Duration) {
 	t.Helper()
 	body := map[string]any{
 		"enabled": true, "channel_connection_id": c.waID,
@@ -79,7 +85,7 @@ func (c *commerceShop) cartSettings(t *testing.T, first, second time.Duration) {
 	}
 }
 
-func (c *commerceShop) orderSettings(t *testing.T) {
+func (c *commerceShop) orderSettings(t testing.TB) {
 	t.Helper()
 	body := map[string]any{
 		"enabled": true, "channel_connection_id": c.waID, "confirm_on": "created", "free_text_in_window": false,
@@ -188,14 +194,15 @@ func TestIntegrationCartRecoveryShopify(t *testing.T) {
 
 	// The customer buys from the checkout: the sequence stops and the order
 	// is confirmed.
-	c.deliver(t, "orders/create", c.shop.OrderPayload(fakeshopify.Order{
+	order := c.shop.PutOrder(fakeshopify.Order{
 		CheckoutToken: co.Token, Phone: phone, Email: "giulia@example.com", FinancialStatus: "paid",
 		Customer:  &fakeshopify.Customer{FirstName: "Giulia", Phone: phone},
 		LineItems: []fakeshopify.LineItem{{Title: "Linen shirt", Quantity: 2, Price: "29.95"}},
-	}))
+	})
+	c.deliver(t, "orders/create", c.shop.OrderPayload(order))
 	conf := c.waitSent(t, phone, 1, template("order_confirmation"), 60*time.Second)
-	if !strings.Contains(conf[0].Body, "Giulia") || !strings.Contains(conf[0].Body, "59.90") {
-		t.Errorf("confirmation body %q, want the name and the total", conf[0].Body)
+	if !strings.Contains(conf[0].Body, "Giulia") || !strings.Contains(conf[0].Body, "59.90") || !strings.Contains(conf[0].Body, order.Name) {
+		t.Errorf("confirmation body %q, want the name, the order %s and the total", conf[0].Body, order.Name)
 	}
 
 	// Past the last chance's delay: it was never sent, and the reminder
@@ -211,6 +218,8 @@ func TestIntegrationCartRecoveryShopify(t *testing.T) {
 	rep := c.report(t)
 	if rep.CartsSeen != 1 || rep.Contacted != 1 || rep.Recovered != 1 || len(rep.RecoveredRevenue) != 1 ||
 		rep.RecoveredRevenue[0].Currency != "EUR" || rep.RecoveredRevenue[0].Amount != "59.90" {
-		t.Errorf("report = %+v, want 1 seen, contacted and recovered for 59.90 EUR", rep)
+		var status, reason, orderID string
+		_ = in.openPool().QueryRow(context.Background(), `SELECT status, COALESCE(end_reason, ''), COALESCE(order_id, '') FROM cart_recoveries WHERE tenant_id = $1`, in.tenantID).Scan(&status, &reason, &orderID)
+		t.Errorf("report = %+v, want 1 seen, contacted and recovered for 59.90 EUR; cart %s (%s) order %q", rep, status, reason, orderID)
 	}
 }

@@ -91,7 +91,15 @@ func StartTemporal(ctx context.Context, opts TemporalOptions) (*Temporal, error)
 		if err != nil {
 			return nil, fmt.Errorf("resolving %s: %w", opts.DBFile, err)
 		}
-		args = append(args, "--db-filename", dbFile)
+		// WAL with synchronous=NORMAL: SQLite's default rollback journal
+		// with a sync per commit makes the file-backed dev server twice
+		// as slow (25 against 55 new workflows/s on the 2-core reference
+		// machine, trivial workflow, 8 pollers). WAL keeps the file
+		// consistent across a crash of the server and loses at most the
+		// last commits on a power cut, which is fine for a development
+		// server.
+		args = append(args, "--db-filename", dbFile,
+			"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal")
 	}
 	for _, ns := range opts.Namespaces {
 		args = append(args, "--namespace", ns)

@@ -252,7 +252,8 @@ RETURNING status`, rec.TenantID, rec.ConnectionID, rec.CheckoutID, string(rec.St
 }
 
 // ApplyOrder attributes an order to a cart, once: a cart contacted before
-// the order becomes recovered, with the order's total as revenue; any other
+// the order (to the second: shops give order times in whole seconds, so a
+// message and the order it brought can share one) becomes recovered, with the order's total as revenue; any other
 // cart that was open or ended becomes converted (a skipped cart keeps its
 // status and reason, and records the order). An open cart's sequence ends
 // with reason order_placed.
@@ -266,16 +267,16 @@ func (db *DB) ApplyOrder(ctx context.Context, ref CartRef, o OrderInfo, tombston
 	var st Status
 	err := db.pool.QueryRow(ctx, `
 UPDATE cart_recoveries SET
-    status = CASE WHEN contacted_at IS NOT NULL AND contacted_at <= $5 THEN 'recovered'
+    status = CASE WHEN contacted_at IS NOT NULL AND date_trunc('second', contacted_at) <= $5 THEN 'recovered'
                   WHEN status IN ('waiting', 'contacted', 'ended') THEN 'converted'
                   ELSE status END,
     end_reason = CASE WHEN status IN ('waiting', 'contacted') THEN 'order_placed' ELSE end_reason END,
     ended_at = COALESCE(ended_at, $5),
     order_id = NULLIF($4, ''),
     converted_at = $5,
-    recovered_at = CASE WHEN contacted_at IS NOT NULL AND contacted_at <= $5 THEN $5 END,
-    recovered_revenue = CASE WHEN contacted_at IS NOT NULL AND contacted_at <= $5 THEN $6::numeric END,
-    recovered_currency = CASE WHEN contacted_at IS NOT NULL AND contacted_at <= $5 THEN NULLIF($7, '') END,
+    recovered_at = CASE WHEN contacted_at IS NOT NULL AND date_trunc('second', contacted_at) <= $5 THEN $5 END,
+    recovered_revenue = CASE WHEN contacted_at IS NOT NULL AND date_trunc('second', contacted_at) <= $5 THEN $6::numeric END,
+    recovered_currency = CASE WHEN contacted_at IS NOT NULL AND date_trunc('second', contacted_at) <= $5 THEN NULLIF($7, '') END,
     updated_at = now()
 WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3 AND converted_at IS NULL
 RETURNING status`, ref.TenantID, ref.ConnectionID, ref.CheckoutID, o.OrderID, o.At, money(o.Total), o.Currency).Scan(&st)

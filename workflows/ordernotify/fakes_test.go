@@ -19,8 +19,10 @@ type memStore struct {
 	notes  map[OrderRef]map[Kind]Notification
 	// order keeps the notifications in the order they were claimed.
 	order []Notification
-	// failNext makes the next n store calls fail, as a database outage.
+	// failNext makes the next n store calls fail, as a database outage,
+	// after skip calls succeeded.
 	failNext int
+	skip     int
 }
 
 func newMemStore() *memStore {
@@ -28,6 +30,10 @@ func newMemStore() *memStore {
 }
 
 func (s *memStore) outage() error {
+	if s.skip > 0 {
+		s.skip--
+		return nil
+	}
 	if s.failNext > 0 {
 		s.failNext--
 		return fmt.Errorf("connection refused")

@@ -478,7 +478,12 @@ func TestWorkflowTransientFailuresRetried(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t, testSettings())
 	h.msgr.transient = 2
-	h.store.failNext = 1
+	// The outage hits the notification's claim, not Begin: in the SDK's
+	// test environment a retried Begin (the local activity that opens the
+	// workflow) fails at once with a start-to-close timeout when Notify
+	// retries too, which the real worker does not do (an outage at Begin
+	// is retried there like any local activity).
+	h.store.skip, h.store.failNext = 1, 1
 	h.run(t, created(0))
 	h.check(t, []string{confirmationTmpl}, []string{"confirmation/sent"})
 }
