@@ -90,6 +90,14 @@ bench: tools postgres ## Run the benchmarks behind the figures in the issues and
 	@echo "== inbound WhatsApp messages through ponte serve + the Cloud API plugin + Postgres, contacts and"
 	@echo "== conversations updated (target 2000 signed webhooks/s stored, p99 < 100 ms)"
 	$(GO) test -run '^$$' -bench 'BenchmarkInboundMessages$$' -benchtime 1x -timeout 20m ./core/server
+	@echo
+	@echo "== cart recovery: 10,000 Shopify checkouts, each a cart workflow waiting on its timer on the Temporal"
+	@echo "== dev server (target: ponte serve under 300 MB RSS)"
+	$(GO) test -run '^$$' -bench 'BenchmarkOpenCarts$$' -benchtime 1x -timeout 40m ./core/server
+	@echo
+	@echo "== order notifications: Shopify orders/create webhook -> confirmation template at the fake Graph API,"
+	@echo "== 100 orders/s for 60 s, open loop (targets p50 < 300 ms, p99 < 1 s)"
+	$(GO) test -run '^$$' -bench 'BenchmarkOrderConfirmation$$' -benchtime 1x -timeout 30m ./core/server
 
 generate: ## Regenerate generated code (go generate ./...)
 	$(GO) generate ./...

@@ -395,6 +395,14 @@ func (r *run) onOrder(ev OrderEvent) (outcome, error) {
 // orderInfo is what attribution records of an order event.
 func orderInfo(ev OrderEvent) OrderInfo {
 	at := ev.Order.CreatedAt
+	if ev.Order.CheckoutID != "" && ev.Order.CheckoutID == ev.Order.ID {
+		// The cart was this order, unpaid (WooCommerce): it was created
+		// when the cart was abandoned, and became a sale when paid.
+		at = ev.OccurredAt
+		if ev.Order.PaidAt != nil && !ev.Order.PaidAt.IsZero() {
+			at = *ev.Order.PaidAt
+		}
+	}
 	if at.IsZero() {
 		at = ev.OccurredAt
 	}
