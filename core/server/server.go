@@ -137,6 +137,7 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 
 	if cfg.Has(RoleWorker) {
+		ponteworker.SetCacheSize(cfg.WorkflowCacheSize)
 		deps := ponteworker.Deps{
 			Pool: st.Pool(), TaskQueue: cfg.TaskQueue, Invoker: invoker,
 			Messenger: msg.messages, Contacts: msg.contacts, Consent: msg.consent,

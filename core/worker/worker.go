@@ -50,6 +50,15 @@ func (d Deps) taskQueue() string { return cmp.Or(d.TaskQueue, TaskQueue) }
 
 func (d Deps) logger() *slog.Logger { return cmp.Or(d.Logger, slog.Default()) }
 
+// SetCacheSize sets how many workflows workers keep in memory between tasks
+// (the SDK's sticky cache, shared by every worker of the process). Call it
+// before New; n <= 0 leaves the SDK's default.
+func SetCacheSize(n int) {
+	if n > 0 {
+		worker.SetStickyWorkflowCacheSize(n)
+	}
+}
+
 // New returns a worker on taskQueue with every workflow and activity
 // registered. The caller starts and stops it.
 func New(c client.Client, taskQueue string, deps Deps) worker.Worker {
