@@ -45,8 +45,6 @@ package cloudapi
 
 import (
 	"embed"
-	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -177,28 +175,18 @@ func NewHTTPClient() *http.Client {
 func (c *Connector) Manifest() sdk.Manifest { return c.manifest }
 
 // actionDescriptions lists the actions in manifest order.
-var actionDescriptions = []struct{ name, desc string }{
-	{ActionSendText, "Sends a text message (allowed only inside the 24-hour customer service window). ledger_id is sent as biz_opaque_callback_data and comes back on every status webhook."},
-	{ActionSendMedia, "Sends an image, audio, video, document or sticker by public HTTPS link (inside the 24-hour window)."},
-	{ActionSendTemplate, "Sends an approved message template with Meta's components array (header, body and button parameters). Templates may be sent outside the 24-hour window."},
-	{ActionSendInteractive, "Sends reply buttons (1-3) or a list (1-10 rows in all), inside the 24-hour window."},
-	{ActionMarkRead, "Marks a received message (and the ones before it) as read, showing blue ticks to the customer."},
-	{ActionListTemplates, "Lists the WhatsApp Business Account's message templates, one page at a time."},
-	{ActionCreateTemplate, "Submits a new message template for Meta's review; it starts PENDING."},
-	{ActionDeleteTemplate, "Deletes a message template: every language of the name, or only the one with the given id."},
+var actionDescriptions = []sdk.ActionSpec{
+	{Name: ActionSendText, Description: "Sends a text message (allowed only inside the 24-hour customer service window). ledger_id is sent as biz_opaque_callback_data and comes back on every status webhook."},
+	{Name: ActionSendMedia, Description: "Sends an image, audio, video, document or sticker by public HTTPS link (inside the 24-hour window)."},
+	{Name: ActionSendTemplate, Description: "Sends an approved message template with Meta's components array (header, body and button parameters). Templates may be sent outside the 24-hour window."},
+	{Name: ActionSendInteractive, Description: "Sends reply buttons (1-3) or a list (1-10 rows in all), inside the 24-hour window."},
+	{Name: ActionMarkRead, Description: "Marks a received message (and the ones before it) as read, showing blue ticks to the customer."},
+	{Name: ActionListTemplates, Description: "Lists the WhatsApp Business Account's message templates, one page at a time."},
+	{Name: ActionCreateTemplate, Description: "Submits a new message template for Meta's review; it starts PENDING."},
+	{Name: ActionDeleteTemplate, Description: "Deletes a message template: every language of the name, or only the one with the given id."},
 }
 
 func buildManifest() (sdk.Manifest, error) {
-	schema := func(name string) (json.RawMessage, error) {
-		b, err := schemaFiles.ReadFile("schemas/" + name + ".json")
-		if err != nil {
-			return nil, fmt.Errorf("reading schema %s: %w", name, err)
-		}
-		if !json.Valid(b) {
-			return nil, fmt.Errorf("schema %s is not valid JSON", name)
-		}
-		return json.RawMessage(b), nil
-	}
 	m := sdk.Manifest{
 		Name:        "cloudapi",
 		Version:     Version,
@@ -229,17 +217,11 @@ func buildManifest() (sdk.Manifest, error) {
 			{Type: EventTemplateStatus, Description: "Meta approved, rejected, paused, disabled or otherwise changed a message template (message_template_status_update)."},
 		},
 	}
-	for _, a := range actionDescriptions {
-		params, err := schema(a.name + ".params")
-		if err != nil {
-			return sdk.Manifest{}, err
-		}
-		result, err := schema(a.name + ".result")
-		if err != nil {
-			return sdk.Manifest{}, err
-		}
-		m.Actions = append(m.Actions, sdk.Action{Name: a.name, Description: a.desc, Params: params, Result: result})
+	actions, err := sdk.ActionsFromSchemas(schemaFiles, "schemas", actionDescriptions...)
+	if err != nil {
+		return sdk.Manifest{}, err
 	}
+	m.Actions = actions
 	return m, nil
 }
 

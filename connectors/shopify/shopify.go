@@ -47,7 +47,6 @@ package shopify
 
 import (
 	"embed"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -134,24 +133,14 @@ func NewConnector(log *slog.Logger, host sdk.Host, client *http.Client) (*Connec
 // Manifest describes the connector.
 func (c *Connector) Manifest() sdk.Manifest { return c.manifest }
 
-var actionDescriptions = []struct{ name, desc string }{
-	{commerce.ActionGetCheckout, "Fetches an abandoned checkout by its token (the id of checkout events) or its numeric id: recovery URL, line items, totals and the customer's phone."},
-	{commerce.ActionGetOrder, "Fetches an order by its numeric id: status, totals, line items, fulfillments with tracking."},
-	{commerce.ActionCreateDiscount, "Creates a single-use percentage discount code, restricted to one customer when customer_id is given. Idempotent: a retry with the same idempotency key returns the same code."},
-	{commerce.ActionListCustomers, "Lists the shop's customers one page at a time, with their SMS marketing consent."},
+var actionDescriptions = []sdk.ActionSpec{
+	{Name: commerce.ActionGetCheckout, Description: "Fetches an abandoned checkout by its token (the id of checkout events) or its numeric id: recovery URL, line items, totals and the customer's phone."},
+	{Name: commerce.ActionGetOrder, Description: "Fetches an order by its numeric id: status, totals, line items, fulfillments with tracking."},
+	{Name: commerce.ActionCreateDiscount, Description: "Creates a single-use percentage discount code, restricted to one customer when customer_id is given. Idempotent: a retry with the same idempotency key returns the same code."},
+	{Name: commerce.ActionListCustomers, Description: "Lists the shop's customers one page at a time, with their SMS marketing consent."},
 }
 
 func buildManifest() (sdk.Manifest, error) {
-	schema := func(name string) (json.RawMessage, error) {
-		b, err := schemaFiles.ReadFile("schemas/" + name + ".json")
-		if err != nil {
-			return nil, fmt.Errorf("reading schema %s: %w", name, err)
-		}
-		if !json.Valid(b) {
-			return nil, fmt.Errorf("schema %s is not valid JSON", name)
-		}
-		return json.RawMessage(b), nil
-	}
 	m := sdk.Manifest{
 		Name:        "shopify",
 		Version:     Version,
@@ -190,17 +179,11 @@ func buildManifest() (sdk.Manifest, error) {
 			{Type: sdk.EventConnectionRevoked, Description: "app/uninstalled: the app was removed from the shop; the host disables the connection."},
 		},
 	}
-	for _, a := range actionDescriptions {
-		params, err := schema(a.name + ".params")
-		if err != nil {
-			return sdk.Manifest{}, err
-		}
-		result, err := schema(a.name + ".result")
-		if err != nil {
-			return sdk.Manifest{}, err
-		}
-		m.Actions = append(m.Actions, sdk.Action{Name: a.name, Description: a.desc, Params: params, Result: result})
+	actions, err := sdk.ActionsFromSchemas(schemaFiles, "schemas", actionDescriptions...)
+	if err != nil {
+		return sdk.Manifest{}, err
 	}
+	m.Actions = actions
 	return m, nil
 }
 

@@ -34,7 +34,6 @@ package stripeconnector
 
 import (
 	"embed"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -163,20 +162,10 @@ func EventTypes() []string {
 }
 
 func buildManifest() (sdk.Manifest, error) {
-	schema := func(name string) (json.RawMessage, error) {
-		b, err := schemaFiles.ReadFile("schemas/" + name + ".json")
-		if err != nil {
-			return nil, fmt.Errorf("reading schema %s: %w", name, err)
-		}
-		if !json.Valid(b) {
-			return nil, fmt.Errorf("schema %s is not valid JSON", name)
-		}
-		return json.RawMessage(b), nil
-	}
-	actions := []struct{ name, desc string }{
-		{ActionCreatePaymentLink, "Creates a Stripe Payment Link for an amount, currency and product name (a Price is created for it) or for an existing Price. The metadata is set on the link and on the PaymentIntent of every payment made through it, so payment events carry it."},
-		{ActionDeactivatePaymentLink, "Deactivates a Stripe Payment Link so it no longer accepts payments."},
-		{ActionGetPaymentLink, "Reads a Stripe Payment Link."},
+	specs := []sdk.ActionSpec{
+		{Name: ActionCreatePaymentLink, Description: "Creates a Stripe Payment Link for an amount, currency and product name (a Price is created for it) or for an existing Price. The metadata is set on the link and on the PaymentIntent of every payment made through it, so payment events carry it."},
+		{Name: ActionDeactivatePaymentLink, Description: "Deactivates a Stripe Payment Link so it no longer accepts payments."},
+		{Name: ActionGetPaymentLink, Description: "Reads a Stripe Payment Link."},
 	}
 	m := sdk.Manifest{
 		Name:        "stripe",
@@ -216,17 +205,11 @@ func buildManifest() (sdk.Manifest, error) {
 			{Type: EventChargeRefunded, Description: "A charge was refunded, fully or in part; amount_refunded is the total refunded so far."},
 		},
 	}
-	for _, a := range actions {
-		params, err := schema(a.name + ".params")
-		if err != nil {
-			return sdk.Manifest{}, err
-		}
-		result, err := schema(a.name + ".result")
-		if err != nil {
-			return sdk.Manifest{}, err
-		}
-		m.Actions = append(m.Actions, sdk.Action{Name: a.name, Description: a.desc, Params: params, Result: result})
+	actions, err := sdk.ActionsFromSchemas(schemaFiles, "schemas", specs...)
+	if err != nil {
+		return sdk.Manifest{}, err
 	}
+	m.Actions = actions
 	return m, nil
 }
 

@@ -72,8 +72,6 @@ package woocommerce
 
 import (
 	"embed"
-	"encoding/json"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -163,24 +161,14 @@ func NewConnector(host sdk.Host, log *slog.Logger, client *http.Client) (*Connec
 func (c *Connector) Manifest() sdk.Manifest { return c.manifest }
 
 // actionDescriptions lists the actions in manifest order.
-var actionDescriptions = []struct{ name, desc string }{
-	{commerce.ActionGetOrder, "Fetches an order (GET /orders/{id}) in Ponte's commerce shape, with its shipment tracking when the Shipment Tracking extension records one."},
-	{commerce.ActionGetCheckout, "Fetches an unpaid order (pending, failed or checkout-draft) as an abandoned cart, with its payment_url as the recovery link. An order that was since placed is returned with completed_at and order_id set; a cancelled or deleted one is not_found."},
-	{commerce.ActionCreateDiscount, "Creates a single-use percentage coupon (one use, one per customer, restricted to the customer's email when known, with an optional expiry). The code is derived from the call's idempotency key, so a retried call returns the same coupon."},
-	{commerce.ActionListCustomers, "Lists the store's customers page by page (cursor = page number), for imports."},
+var actionDescriptions = []sdk.ActionSpec{
+	{Name: commerce.ActionGetOrder, Description: "Fetches an order (GET /orders/{id}) in Ponte's commerce shape, with its shipment tracking when the Shipment Tracking extension records one."},
+	{Name: commerce.ActionGetCheckout, Description: "Fetches an unpaid order (pending, failed or checkout-draft) as an abandoned cart, with its payment_url as the recovery link. An order that was since placed is returned with completed_at and order_id set; a cancelled or deleted one is not_found."},
+	{Name: commerce.ActionCreateDiscount, Description: "Creates a single-use percentage coupon (one use, one per customer, restricted to the customer's email when known, with an optional expiry). The code is derived from the call's idempotency key, so a retried call returns the same coupon."},
+	{Name: commerce.ActionListCustomers, Description: "Lists the store's customers page by page (cursor = page number), for imports."},
 }
 
 func buildManifest() (sdk.Manifest, error) {
-	schema := func(name string) (json.RawMessage, error) {
-		b, err := schemaFiles.ReadFile("schemas/" + name + ".json")
-		if err != nil {
-			return nil, fmt.Errorf("reading schema %s: %w", name, err)
-		}
-		if !json.Valid(b) {
-			return nil, fmt.Errorf("schema %s is not valid JSON", name)
-		}
-		return json.RawMessage(b), nil
-	}
 	m := sdk.Manifest{
 		Name:         "woocommerce",
 		Version:      Version,
@@ -217,17 +205,11 @@ func buildManifest() (sdk.Manifest, error) {
 			{Type: commerce.EventCustomerUpdated, Description: "A customer account changed. Dedupe key customer:<id>:updated:<date_modified_gmt>."},
 		},
 	}
-	for _, a := range actionDescriptions {
-		params, err := schema(a.name + ".params")
-		if err != nil {
-			return sdk.Manifest{}, err
-		}
-		result, err := schema(a.name + ".result")
-		if err != nil {
-			return sdk.Manifest{}, err
-		}
-		m.Actions = append(m.Actions, sdk.Action{Name: a.name, Description: a.desc, Params: params, Result: result})
+	actions, err := sdk.ActionsFromSchemas(schemaFiles, "schemas", actionDescriptions...)
+	if err != nil {
+		return sdk.Manifest{}, err
 	}
+	m.Actions = actions
 	return m, nil
 }
 

@@ -91,7 +91,9 @@ func TestIntegrationCartRecoveryWooCommerce(t *testing.T) {
 				}
 			}
 			return len(got) > 0
-		}, func() string { return "no " + template + " to " + phone + ":" + describeSent(graph.Sent()) + "\n" + in.logs() })
+		}, func() string {
+			return "no " + template + " to " + phone + ":" + describeSent(graph.Sent()) + "\n" + in.logs()
+		})
 		return got
 	}
 	reminder := wait("order_payment_pending", 60*time.Second)

@@ -85,8 +85,8 @@ func timeFromProto(t *timestamppb.Timestamp) time.Time {
 
 func connectionFromProto(c *pb.Connection) Connection {
 	return Connection{
-		ID:       c.GetId(),
-		TenantID: c.GetTenantId(),
+		ID:         c.GetId(),
+		TenantID:   c.GetTenantId(),
 		Config:     Config(c.GetConfig()),
 		WebhookURL: c.GetWebhookUrl(),
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/ponte-hub/ponte/core/messaging"
 	"github.com/ponte-hub/ponte/plugins/sdk/commerce"
+	"github.com/ponte-hub/ponte/workflows/internal/connerr"
 )
 
 // Activity names, under the "cartrecovery." prefix so they cannot collide
@@ -65,9 +66,9 @@ const (
 	ErrTypeAuth        = "auth"
 	ErrTypeNotFound    = "not_found"
 	ErrTypePermanent   = "permanent"
-	ErrTypeRateLimited = "rate_limited"
-	ErrTypeRetryable   = "retryable"
-	ErrTypeUnavailable = "unavailable"
+	ErrTypeRateLimited = connerr.TypeRateLimited
+	ErrTypeRetryable   = connerr.TypeRetryable
+	ErrTypeUnavailable = connerr.TypeUnavailable
 )
 
 var nonRetryable = []string{ErrTypeInvalid, ErrTypeAuth, ErrTypeNotFound, ErrTypePermanent}

@@ -10,9 +10,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/ponte-hub/ponte/core/invoke"
-	"github.com/ponte-hub/ponte/core/pluginhost"
 	"github.com/ponte-hub/ponte/core/store"
-	"github.com/ponte-hub/ponte/plugins/sdk"
+	"github.com/ponte-hub/ponte/workflows/internal/connerr"
 )
 
 // Connector actions the workflow calls (the Stripe connector's names).
@@ -163,31 +162,6 @@ func (a *Activities) Record(ctx context.Context, r Record) error {
 	return nil
 }
 
-// ActivityError turns a connector call's error into the error an activity
-// returns, so Temporal's retry policy acts on the sdk error kind: invalid,
-// auth, not found and permanent are not retried; rate limited is retried
-// after the provider's retry-after; the rest are retried with backoff.
-func ActivityError(err error) error {
-	if err == nil {
-		return nil
-	}
-	var serr *sdk.Error
-	if errors.As(err, &serr) {
-		msg := serr.Error()
-		switch serr.Kind {
-		case sdk.KindInvalid, sdk.KindAuth, sdk.KindNotFound, sdk.KindPermanent:
-			return temporal.NewNonRetryableApplicationError(msg, serr.Kind.String(), err)
-		case sdk.KindRateLimited:
-			return temporal.NewApplicationErrorWithOptions(msg, ErrTypeRateLimited,
-				temporal.ApplicationErrorOptions{NextRetryDelay: serr.RetryAfter, Cause: err})
-		default:
-			return temporal.NewApplicationErrorWithOptions(msg, ErrTypeRetryable,
-				temporal.ApplicationErrorOptions{NextRetryDelay: serr.RetryAfter, Cause: err})
-		}
-	}
-	if errors.Is(err, pluginhost.ErrUnavailable) || errors.Is(err, pluginhost.ErrUnknownConnector) {
-		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrTypeUnavailable,
-			temporal.ApplicationErrorOptions{Cause: err})
-	}
-	return err
-}
+// ActivityError turns a connector call's error into the activity's (see
+// connerr.ActivityError).
+func ActivityError(err error) error { return connerr.ActivityError(err) }

@@ -10,6 +10,8 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/ponte-hub/ponte/workflows/internal/connerr"
 )
 
 // WorkflowName is the payment link workflow's registered type name.
@@ -77,9 +79,9 @@ const (
 	ErrTypeAuth        = "auth"
 	ErrTypeNotFound    = "not_found"
 	ErrTypePermanent   = "permanent"
-	ErrTypeRateLimited = "rate_limited"
-	ErrTypeRetryable   = "retryable"
-	ErrTypeUnavailable = "unavailable"
+	ErrTypeRateLimited = connerr.TypeRateLimited
+	ErrTypeRetryable   = connerr.TypeRetryable
+	ErrTypeUnavailable = connerr.TypeUnavailable
 )
 
 var nonRetryable = []string{ErrTypeInvalid, ErrTypeAuth, ErrTypeNotFound, ErrTypePermanent}
