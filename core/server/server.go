@@ -155,6 +155,7 @@ func Run(ctx context.Context, cfg Config) error {
 			// the STOP is recorded before the workflows hear the reply.
 			Router: dispatch.Routes{
 				msg.contacts.Route(),
+				msg.contacts.ShopRoute(),
 				consent.Route(msg.consent),
 				consent.ShopRoute(msg.consent),
 				// After consent: a STOP that is also a reply to a cart
