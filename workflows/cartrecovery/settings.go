@@ -99,7 +99,7 @@ type Settings struct {
 	Enabled bool `json:"enabled" doc:"Whether abandoned checkouts of this shop are followed up."`
 	// ChannelConnectionID is the WhatsApp Cloud API connection (the number)
 	// the messages go out from.
-	ChannelConnectionID string `json:"channel_connection_id" doc:"The WhatsApp Cloud API connection the messages are sent from."`
+	ChannelConnectionID string `json:"channel_connection_id" required:"false" doc:"The WhatsApp Cloud API connection the messages are sent from; required when enabled."`
 	// NameFallback replaces the customer's first name when the shop has none
 	// (a template parameter cannot be empty).
 	NameFallback string `json:"name_fallback,omitempty" doc:"Used for the name variable when the customer's first name is unknown; default \"there\"."`

@@ -65,13 +65,13 @@ type Settings struct {
 	Enabled bool `json:"enabled"`
 	// ChannelConnectionID is the WhatsApp Cloud API connection (the number)
 	// the notifications are sent from.
-	ChannelConnectionID string `json:"channel_connection_id"`
+	ChannelConnectionID string `json:"channel_connection_id" required:"false" doc:"The WhatsApp Cloud API connection the notifications are sent from; required when enabled."`
 	// ConfirmOn is ConfirmOnCreated or ConfirmOnPaid.
-	ConfirmOn string `json:"confirm_on"`
+	ConfirmOn string `json:"confirm_on" enum:"created,paid" doc:"Send the confirmation when the order is created, or only once it is paid."`
 	// FreeTextInWindow sends a message's FreeText, when it has one, instead
 	// of its template while the customer's 24-hour customer-service window
 	// is open (the customer wrote in the last 24 hours).
-	FreeTextInWindow bool `json:"free_text_in_window"`
+	FreeTextInWindow bool `json:"free_text_in_window" required:"false" doc:"Inside the customer's open 24-hour window, send a message's free_text instead of its template (default false)."`
 
 	Confirmation   *Message       `json:"confirmation,omitempty"`
 	Shipped        *Message       `json:"shipped,omitempty"`
