@@ -1,14 +1,12 @@
 package cloudapi
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -19,8 +17,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/hashicorp/go-hclog"
-	plugin "github.com/hashicorp/go-plugin"
 
 	"github.com/ponte-hub/ponte/connectors/cloudapi/fakegraph"
 	"github.com/ponte-hub/ponte/deploy/testenv"
@@ -29,67 +25,13 @@ import (
 	"github.com/ponte-hub/ponte/plugins/testkit"
 )
 
-// lockedBuffer collects the plugin's log lines, written from go-plugin's
-// goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// startPlugin builds and starts the real plugin binary and connects to it
-// the way the host does.
-func startPlugin(t testing.TB, logs io.Writer, level hclog.Level) (*hostrpc.Client, func()) {
-	t.Helper()
-	bin := testenv.BuildBinary(t, "./connectors/cloudapi/cmd/ponte-connector-cloudapi")
-	cmd := exec.Command(bin)
-	cmd.Env = []string{hostrpc.LogLevelEnv + "=" + strings.ToLower(level.String())}
-	proc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  hostrpc.Handshake(),
-		VersionedPlugins: hostrpc.VersionedPlugins(),
-		Cmd:              cmd,
-		SkipHostEnv:      true,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		GRPCDialOptions:  hostrpc.DialOptions(),
-		StartTimeout:     30 * time.Second,
-		Logger:           hclog.New(&hclog.LoggerOptions{Output: logs, Level: level}),
-	})
-	t.Cleanup(proc.Kill)
-	cp, err := proc.Client()
-	if err != nil {
-		t.Fatalf("starting the plugin: %v", err)
-	}
-	raw, err := cp.Dispense(hostrpc.PluginName)
-	if err != nil {
-		t.Fatalf("dispensing the connector: %v", err)
-	}
-	rpc := raw.(*hostrpc.Client)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := rpc.Init(ctx, testkit.NewMemoryHost()); err != nil {
-		t.Fatalf("initialising the connector: %v", err)
-	}
-	return rpc, proc.Kill
-}
-
 // TestIntegrationPluginBinary drives the built plugin process as the host
 // does: the manifest, the handshake, a signed webhook and every kind of send
 // against the fake Graph API come through, and no secret reaches its logs.
 func TestIntegrationPluginBinary(t *testing.T) {
 	t.Parallel()
-	var logs lockedBuffer
-	rpc, kill := startPlugin(t, &logs, hclog.Debug)
+	bin := testkit.StartBinary(t, testenv.BuildBinary(t, "./connectors/cloudapi/cmd/ponte-connector-cloudapi"), testkit.NewMemoryHost(), "debug")
+	rpc := bin.Client
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 
@@ -205,8 +147,8 @@ func TestIntegrationPluginBinary(t *testing.T) {
 		t.Errorf("%d sends at the fake, want 4", n)
 	}
 
-	kill()
-	log := logs.String()
+	bin.Kill()
+	log := bin.Logs()
 	for _, secret := range []string{testAccessToken, testAppSecret, testVerifyToken} {
 		if strings.Contains(log, secret) {
 			t.Errorf("the plugin's log carries a secret (%s...)", secret[:6])
@@ -227,7 +169,7 @@ func BenchmarkSendText(b *testing.B) { benchmarkSend(b, 1000, true) }
 func BenchmarkSendTextUnpaced(b *testing.B) { benchmarkSend(b, 1_000_000, false) }
 
 func benchmarkSend(b *testing.B, tier int, paced bool) {
-	rpc, _ := startPlugin(b, io.Discard, hclog.Warn)
+	rpc := testkit.StartBinary(b, testenv.BuildBinary(b, "./connectors/cloudapi/cmd/ponte-connector-cloudapi"), testkit.NewMemoryHost(), "warn").Client
 	fake := fakegraph.New(b)
 	fake.AddNumber(fakegraph.Number{PhoneNumberID: testPhoneNumberID, WABAID: testWABAID, AccessToken: testAccessToken, Tier: tier})
 	conn := connWith(b, testConfig(fake.URL()))

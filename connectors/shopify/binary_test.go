@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -15,8 +14,6 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/hashicorp/go-hclog"
-	plugin "github.com/hashicorp/go-plugin"
 
 	"github.com/ponte-hub/ponte/connectors/shopify/fakeshopify"
 	"github.com/ponte-hub/ponte/deploy/testenv"
@@ -49,36 +46,11 @@ func (b *lockedBuffer) String() string {
 // a discount, typed errors, Disconnect; and no secret reaches its logs.
 func TestIntegrationPluginBinary(t *testing.T) {
 	t.Parallel()
-	bin := testenv.BuildBinary(t, "./connectors/shopify/cmd/ponte-connector-shopify")
-	var logs lockedBuffer
-	cmd := exec.Command(bin)
-	cmd.Env = []string{hostrpc.LogLevelEnv + "=debug"}
-	proc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  hostrpc.Handshake(),
-		VersionedPlugins: hostrpc.VersionedPlugins(),
-		Cmd:              cmd,
-		SkipHostEnv:      true,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		GRPCDialOptions:  hostrpc.DialOptions(),
-		StartTimeout:     30 * time.Second,
-		Logger:           hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug}),
-	})
-	t.Cleanup(proc.Kill)
-	cp, err := proc.Client()
-	if err != nil {
-		t.Fatalf("starting the plugin: %v", err)
-	}
-	raw, err := cp.Dispense(hostrpc.PluginName)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rpc := raw.(*hostrpc.Client)
+	host := testkit.NewMemoryHost()
+	bin := testkit.StartBinary(t, testenv.BuildBinary(t, "./connectors/shopify/cmd/ponte-connector-shopify"), host, "debug")
+	rpc := bin.Client
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
-	host := testkit.NewMemoryHost()
-	if err := rpc.Init(ctx, host); err != nil {
-		t.Fatal(err)
-	}
 
 	m, version, err := rpc.Manifest(ctx)
 	if err != nil || version != sdk.ProtocolVersion {
@@ -180,8 +152,8 @@ func TestIntegrationPluginBinary(t *testing.T) {
 		t.Errorf("%d subscriptions after disconnect", n)
 	}
 
-	proc.Kill()
-	log := logs.String()
+	bin.Kill()
+	log := bin.Logs()
 	for _, secret := range []string{shop.AccessToken, shop.ClientSecret} {
 		if strings.Contains(log, secret) {
 			t.Errorf("the plugin's log carries a secret (%s...)", secret[:6])

@@ -3,8 +3,6 @@ package shopify
 import (
 	"strings"
 
-	"github.com/nyaruka/phonenumbers"
-
 	"github.com/ponte-hub/ponte/plugins/sdk/commerce"
 )
 
@@ -62,11 +60,8 @@ func (pc phoneContext) e164(raw, addressCountry string) (string, bool) {
 			break
 		}
 	}
-	n, err := phonenumbers.Parse(raw, region)
-	if err != nil || !phonenumbers.IsValidNumber(n) {
-		return "", false
-	}
-	return phonenumbers.Format(n, phonenumbers.E164), true
+	e164, _, problem := commerce.NormalizePhone(raw, region)
+	return e164, problem == ""
 }
 
 // applyPhone fills a commerce.Contact's phone fields.

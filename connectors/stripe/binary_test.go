@@ -1,44 +1,19 @@
 package stripeconnector
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"os/exec"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/hashicorp/go-hclog"
-	plugin "github.com/hashicorp/go-plugin"
 
 	"github.com/ponte-hub/ponte/deploy/testenv"
-	"github.com/ponte-hub/ponte/plugins/proto/hostrpc"
 	"github.com/ponte-hub/ponte/plugins/sdk"
 	"github.com/ponte-hub/ponte/plugins/testkit"
 )
-
-// lockedBuffer collects the plugin's log lines, written from go-plugin's
-// goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestIntegrationPluginBinary builds the real plugin binary and drives it the
 // way the host does (go-plugin over gRPC, the host's protocol client), with
@@ -49,37 +24,13 @@ func TestIntegrationPluginBinary(t *testing.T) {
 	bin := testenv.BuildBinary(t, "./connectors/stripe/cmd/ponte-connector-stripe")
 	mock := testenv.StripeMockURL(t)
 
-	var logs lockedBuffer
-	cmd := exec.Command(bin)
-	cmd.Env = []string{hostrpc.LogLevelEnv + "=debug"}
-	proc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  hostrpc.Handshake(),
-		VersionedPlugins: hostrpc.VersionedPlugins(),
-		Cmd:              cmd,
-		SkipHostEnv:      true,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		GRPCDialOptions:  hostrpc.DialOptions(),
-		StartTimeout:     30 * time.Second,
-		Logger:           hclog.New(&hclog.LoggerOptions{Output: &logs, Level: hclog.Debug}),
-	})
-	t.Cleanup(proc.Kill)
-	cp, err := proc.Client()
-	if err != nil {
-		t.Fatalf("starting the plugin: %v", err)
-	}
-	if v := proc.NegotiatedVersion(); v != sdk.ProtocolVersion {
+	plug := testkit.StartBinary(t, bin, testkit.NewMemoryHost(), "debug")
+	if v := plug.NegotiatedVersion; v != sdk.ProtocolVersion {
 		t.Fatalf("negotiated protocol v%d, want v%d", v, sdk.ProtocolVersion)
 	}
-	raw, err := cp.Dispense(hostrpc.PluginName)
-	if err != nil {
-		t.Fatalf("dispensing the connector: %v", err)
-	}
-	rpc := raw.(*hostrpc.Client)
+	rpc := plug.Client
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := rpc.Init(ctx, testkit.NewMemoryHost()); err != nil {
-		t.Fatalf("initialising the connector: %v", err)
-	}
 
 	m, version, err := rpc.Manifest(ctx)
 	if err != nil {
@@ -136,8 +87,8 @@ func TestIntegrationPluginBinary(t *testing.T) {
 		t.Errorf("error carries the key: %v", e)
 	}
 
-	proc.Kill()
-	log := logs.String()
+	plug.Kill()
+	log := plug.Logs()
 	if !strings.Contains(log, "stripe-go") {
 		t.Errorf("the plugin's debug log has no stripe-go lines; is debug logging reaching the host?\n%s", log)
 	}

@@ -1,13 +1,11 @@
 package woocommerce
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -15,70 +13,13 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
-	"github.com/hashicorp/go-hclog"
-	plugin "github.com/hashicorp/go-plugin"
 
 	"github.com/ponte-hub/ponte/connectors/woocommerce/fakewoo"
 	"github.com/ponte-hub/ponte/deploy/testenv"
-	"github.com/ponte-hub/ponte/plugins/proto/hostrpc"
 	"github.com/ponte-hub/ponte/plugins/sdk"
 	"github.com/ponte-hub/ponte/plugins/sdk/commerce"
 	"github.com/ponte-hub/ponte/plugins/testkit"
 )
-
-// lockedBuffer collects the plugin's log lines, written from go-plugin's
-// goroutines.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// startPlugin builds and starts the real plugin binary and connects to it
-// the way the host does, with host as its Host.
-func startPlugin(t testing.TB, logs io.Writer, host sdk.Host) (*hostrpc.Client, func()) {
-	t.Helper()
-	bin := testenv.BuildBinary(t, "./connectors/woocommerce/cmd/ponte-connector-woocommerce")
-	cmd := exec.Command(bin)
-	cmd.Env = []string{hostrpc.LogLevelEnv + "=debug"}
-	proc := plugin.NewClient(&plugin.ClientConfig{
-		HandshakeConfig:  hostrpc.Handshake(),
-		VersionedPlugins: hostrpc.VersionedPlugins(),
-		Cmd:              cmd,
-		SkipHostEnv:      true,
-		AllowedProtocols: []plugin.Protocol{plugin.ProtocolGRPC},
-		GRPCDialOptions:  hostrpc.DialOptions(),
-		StartTimeout:     30 * time.Second,
-		Logger:           hclog.New(&hclog.LoggerOptions{Output: logs, Level: hclog.Debug}),
-	})
-	t.Cleanup(proc.Kill)
-	cp, err := proc.Client()
-	if err != nil {
-		t.Fatalf("starting the plugin: %v", err)
-	}
-	raw, err := cp.Dispense(hostrpc.PluginName)
-	if err != nil {
-		t.Fatalf("dispensing the connector: %v", err)
-	}
-	rpc := raw.(*hostrpc.Client)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := rpc.Init(ctx, host); err != nil {
-		t.Fatalf("initialising the connector: %v", err)
-	}
-	return rpc, proc.Kill
-}
 
 // TestIntegrationPluginBinary drives the built plugin process as the host
 // does: manifest, Connect (webhooks registered, state kept through the
@@ -87,9 +28,9 @@ func startPlugin(t testing.TB, logs io.Writer, host sdk.Host) (*hostrpc.Client, 
 // and no secret reaches the plugin's logs.
 func TestIntegrationPluginBinary(t *testing.T) {
 	t.Parallel()
-	var logs lockedBuffer
 	host := testkit.NewMemoryHost()
-	rpc, kill := startPlugin(t, &logs, host)
+	bin := testkit.StartBinary(t, testenv.BuildBinary(t, "./connectors/woocommerce/cmd/ponte-connector-woocommerce"), host, "debug")
+	rpc := bin.Client
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
 
@@ -190,8 +131,8 @@ func TestIntegrationPluginBinary(t *testing.T) {
 		t.Errorf("%d webhooks after disconnect", n)
 	}
 
-	kill()
-	log := logs.String()
+	bin.Kill()
+	log := bin.Logs()
 	for _, secret := range []string{fakewoo.DefaultConsumerKey, fakewoo.DefaultConsumerSecret, testWebhookSecret} {
 		if strings.Contains(log, secret) {
 			t.Errorf("the plugin's log carries a secret (%s...)", secret[:6])

@@ -395,7 +395,7 @@ func (n normalizer) contact(customerID int64, billing, shipping wooAddress) comm
 		region = n.defaultCountry
 		c.Country = n.defaultCountry
 	}
-	c.Phone, c.PhoneRaw, c.PhoneProblem = NormalizePhone(pick(billing.Phone, shipping.Phone), region)
+	c.Phone, c.PhoneRaw, c.PhoneProblem = commerce.NormalizePhone(pick(billing.Phone, shipping.Phone), region)
 	return c
 }
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/ponte-hub/ponte/connectors/cloudapi/fakegraph"
 	"github.com/ponte-hub/ponte/connectors/shopify/fakeshopify"
 	"github.com/ponte-hub/ponte/core/messaging"
@@ -76,12 +78,11 @@ func (c *commerceShop) redeliverUntilStored(t testing.TB, topic string, payloads
 	}
 }
 
-// countOpenCarts counts carts whose workflow recorded the checkout.
-func countCarts(t testing.TB, in *installation) int {
+// countCarts counts the tenant's carts whose workflow recorded the checkout.
+func countCarts(t testing.TB, pool *pgxpool.Pool, tenantID string) int {
 	t.Helper()
-	pool := in.openPool()
 	var n int
-	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM cart_recoveries WHERE tenant_id = $1`, in.tenantID).Scan(&n); err != nil {
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM cart_recoveries WHERE tenant_id = $1`, tenantID).Scan(&n); err != nil {
 		t.Fatal(err)
 	}
 	return n
@@ -106,8 +107,11 @@ func TestIntegrationCartsSurviveServeKill(t *testing.T) {
 	failed := c.deliverAll(t, "checkouts/create", payloads, 16, nil)
 	c.redeliverUntilStored(t, "checkouts/create", payloads, failed)
 	t.Logf("%d checkouts stored in %v", N, time.Since(start).Round(time.Millisecond))
-	eventually(t, delay-5*time.Second, func() bool { return countCarts(t, in) == N },
-		func() string { return fmt.Sprintf("%d of %d carts recorded by their workflows", countCarts(t, in), N) })
+	pool := in.openPool()
+	eventually(t, delay-5*time.Second, func() bool { return countCarts(t, pool, in.tenantID) == N },
+		func() string {
+			return fmt.Sprintf("%d of %d carts recorded by their workflows", countCarts(t, pool, in.tenantID), N)
+		})
 	if sent := len(c.graph.Sent()); sent != 0 {
 		t.Fatalf("%d reminders were sent before the kill; the carts were not waiting", sent)
 	}
