@@ -60,3 +60,21 @@ func (s *Store) Put(ctx context.Context, tenantID, connectionID, kind string, v 
 	}
 	return nil
 }
+
+// ChannelKey is the settings field every automation uses for the number it
+// sends from (a connection id); empty means any of the tenant's numbers.
+const ChannelKey = "channel_connection_id"
+
+// ReleaseConnection unbinds every automation of the tenant from the number
+// connectionID (about to be deleted): their settings lose the channel, so
+// they send from any of the tenant's numbers again instead of failing on a
+// number that is gone. It returns how many settings changed.
+func (s *Store) ReleaseConnection(ctx context.Context, tenantID, connectionID string) (int, error) {
+	tag, err := s.pool.Exec(ctx, `
+		UPDATE automation_settings SET settings = settings - $3::text, updated_at = now()
+		WHERE tenant_id = $1 AND settings->>$3::text = $2`, tenantID, connectionID, ChannelKey)
+	if err != nil {
+		return 0, fmt.Errorf("releasing the automations bound to %s: %w", connectionID, err)
+	}
+	return int(tag.RowsAffected()), nil
+}

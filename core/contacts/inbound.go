@@ -15,7 +15,7 @@ import (
 )
 
 // EventMessageReceived is the event type of an inbound message (Cloud API
-// connector, and later the linked-device connector).
+// and linked-device connectors).
 const EventMessageReceived = "message.received"
 
 // NotifyChannel is the Postgres channel live inboxes listen on. Payloads are
@@ -26,21 +26,23 @@ const NotifyChannel = "ponte_inbox"
 
 // ChannelConnectors are the connectors whose message.received events this
 // package stores.
-var ChannelConnectors = []string{"cloudapi"}
+var ChannelConnectors = []string{"cloudapi", "linkeddevice"}
 
 // inboundEnvelope are the fields of a message.received payload that describe
 // the message rather than make up its content.
 type inboundEnvelope struct {
-	PhoneNumberID string    `json:"phone_number_id"`
-	From          string    `json:"from"`
-	WaID          string    `json:"wa_id"`
-	ProfileName   string    `json:"profile_name"`
-	MessageID     string    `json:"message_id"`
-	Timestamp     time.Time `json:"timestamp"`
-	Type          string    `json:"type"`
+	PhoneNumberID string `json:"phone_number_id"`
+	From          string `json:"from"`
+	WaID          string `json:"wa_id"`
+	// LID is the sender's hidden-number identity (linked devices), when known.
+	LID         string    `json:"lid"`
+	ProfileName string    `json:"profile_name"`
+	MessageID   string    `json:"message_id"`
+	Timestamp   time.Time `json:"timestamp"`
+	Type        string    `json:"type"`
 }
 
-var envelopeKeys = []string{"phone_number_id", "from", "wa_id", "profile_name", "message_id", "timestamp", "type"}
+var envelopeKeys = []string{"phone_number_id", "from", "wa_id", "lid", "profile_name", "message_id", "timestamp", "type"}
 
 // Kinds of inbound messages that do not count as unread: they change or
 // annotate a message rather than say something new.
@@ -80,7 +82,7 @@ func (s *Service) Route() dispatch.Router {
 // so late or repeated deliveries never move them back), insert the ledger row
 // unless the wamid is already stored on this connection, and return the ids.
 //
-// $1 new contact id, $2 tenant, $3 phone, $4 wa_id, $5 lid (unused, ”), $6
+// $1 new contact id, $2 tenant, $3 phone, $4 wa_id, $5 lid or ”, $6
 // profile name, $7 new conversation id, $8 connection, $9 message time, $10
 // inbound time or NULL, $11 new message id, $12 kind, $13 content, $14 wamid.
 const inboundSQL = `
@@ -137,7 +139,20 @@ func (s *Service) ApplyInbound(ctx context.Context, ev dispatch.Event) (InboundR
 	if env.MessageID == "" {
 		return InboundResult{}, dispatch.Permanent(errors.New("message.received without message_id"))
 	}
-	phone, err := s.NormalizePhone(env.From)
+	from := env.From
+	if from == "" && env.LID != "" {
+		// A linked device may know a sender only by LID; a contact that
+		// has it gives the phone.
+		err := s.pool.QueryRow(ctx, `SELECT phone FROM contacts WHERE tenant_id = $1 AND lid = $2
+			ORDER BY merged_into NULLS FIRST LIMIT 1`, ev.TenantID, env.LID).Scan(&from)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return InboundResult{}, dispatch.Permanent(fmt.Errorf("message.received from LID %s: no contact has this LID and the event carries no phone", env.LID))
+		}
+		if err != nil {
+			return InboundResult{}, fmt.Errorf("finding the contact of LID %s: %w", env.LID, err)
+		}
+	}
+	phone, err := s.NormalizePhone(from)
 	if err != nil {
 		return InboundResult{}, dispatch.Permanent(fmt.Errorf("message.received sender: %w", err))
 	}
@@ -181,7 +196,7 @@ func (s *Service) ApplyInbound(ctx context.Context, ev dispatch.Event) (InboundR
 	// event is then applied again (idempotently).
 	b.Queue("BEGIN")
 	b.Queue("SET LOCAL synchronous_commit = off")
-	b.Queue(inboundSQL, newID("ct"), ev.TenantID, phone, env.WaID, "", strings.TrimSpace(env.ProfileName),
+	b.Queue(inboundSQL, newID("ct"), ev.TenantID, phone, env.WaID, strings.TrimSpace(env.LID), strings.TrimSpace(env.ProfileName),
 		newID("cv"), ev.ConnectionID, at, inboundAt, msgID, kind, content, env.MessageID).
 		QueryRow(func(row pgx.Row) error {
 			return row.Scan(&res.ContactID, &res.ConversationID, &res.MessageID)

@@ -35,7 +35,26 @@ type Services struct {
 	connectors Connectors
 	sink       EventSink
 	state      StateStore
+	sessions   SessionGate
 }
+
+// SessionGate is the session side of the host services: the node's lease
+// holder (core/sessions). Reports of a session connector are accepted only
+// for sessions this node holds.
+type SessionGate interface {
+	// CheckHeld returns nil when this node holds connectionID's session now,
+	// else an *sdk.Error with code sdk.CodeSessionNotHeld.
+	CheckHeld(ctx context.Context, connectionID string) error
+	// UpdateSession records a session report (held sessions only).
+	UpdateSession(ctx context.Context, conn store.Connection, update sdk.SessionUpdate) error
+	// Signal relays a signal to live listeners (held sessions only).
+	Signal(ctx context.Context, conn store.Connection, signal sdk.Signal) error
+}
+
+// SetSessions sets the session gate. Like SetConnectors it breaks a cycle
+// (the lease holder needs the plugin host, which needs these services); call
+// it before any plugin runs. Without one, session reports are refused.
+func (s *Services) SetSessions(g SessionGate) { s.sessions = g }
 
 var _ pluginhost.Services = (*Services)(nil)
 
@@ -84,6 +103,17 @@ func (s *Services) Emit(ctx context.Context, connector, connectionID string, eve
 	}
 	if err := ValidateEvents(client.Manifest(), events); err != nil {
 		return sdk.Invalid("emitting events: %v", err)
+	}
+	if client.Manifest().Sessions {
+		// A node that lost the session's lease must not add to it. Events
+		// are deduplicated, so a stale node repeating what the new holder
+		// also stores changes nothing; this stops it adding anything else.
+		if s.sessions == nil {
+			return sdk.Permanent("this host holds no sessions")
+		}
+		if err := s.sessions.CheckHeld(ctx, connectionID); err != nil {
+			return err
+		}
 	}
 	if _, err := s.sink.Commit(ctx, conn.TenantID, conn.ID, events); err != nil {
 		return &sdk.Error{Kind: sdk.KindRetryable, Message: "storing emitted events failed", Err: err}
@@ -143,4 +173,28 @@ func checkPluginStateKey(key string) error {
 		return sdk.Invalid("state keys starting with %q are reserved for the host", ReservedStatePrefix)
 	}
 	return nil
+}
+
+// UpdateSession records a report of a session the calling connector holds.
+func (s *Services) UpdateSession(ctx context.Context, connector, connectionID string, u sdk.SessionUpdate) error {
+	conn, err := s.owned(ctx, connector, connectionID)
+	if err != nil {
+		return err
+	}
+	if s.sessions == nil {
+		return sdk.Permanent("this host holds no sessions")
+	}
+	return s.sessions.UpdateSession(ctx, conn, u)
+}
+
+// Signal relays a signal of a session the calling connector holds.
+func (s *Services) Signal(ctx context.Context, connector, connectionID string, sig sdk.Signal) error {
+	conn, err := s.owned(ctx, connector, connectionID)
+	if err != nil {
+		return err
+	}
+	if s.sessions == nil {
+		return sdk.Permanent("this host holds no sessions")
+	}
+	return s.sessions.Signal(ctx, conn, sig)
 }

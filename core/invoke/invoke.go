@@ -56,6 +56,9 @@ type Invoker struct {
 
 	mu      sync.Mutex
 	schemas map[schemaKey]*jsonschema.Schema
+
+	owners    SessionOwners // nil: every call runs locally
+	forwarder *Forwarder
 }
 
 // schemaKey identifies a compiled parameter schema. The connector's version is
@@ -94,6 +97,17 @@ func (inv *Invoker) Invoke(ctx context.Context, call Call) (json.RawMessage, err
 	if err != nil {
 		return nil, err
 	}
+	if out, forwarded, err := inv.routed(ctx, call, p); forwarded {
+		if err != nil {
+			return nil, fmt.Errorf("invoking %s action %s on connection %s: %w", p.connector, call.Action, call.ConnectionID, err)
+		}
+		return out, nil
+	}
+	return inv.run(ctx, call, p)
+}
+
+// run calls the local plugin.
+func (inv *Invoker) run(ctx context.Context, call Call, p prepared) (json.RawMessage, error) {
 	out, err := p.client.Invoke(ctx, sdk.ActionCall{
 		Connection:     p.conn,
 		Action:         call.Action,

@@ -200,7 +200,7 @@ func (s *Service) resend(ctx context.Context, m Message) (Message, error) {
 	}
 	p := plan{row: m, c: c, kind: requestKind(m.Kind), existing: true}
 	ch, err := s.channels.Channel(ctx, m.TenantID, m.ConnectionID)
-	if isNotFound(err) || (err == nil && (ch.Status != store.StatusActive || ch.Connector != Connector)) {
+	if isNotFound(err) || (err == nil && (ch.Status != store.StatusActive || (ch.Connector != Connector && ch.Connector != ConnectorLinkedDevice))) {
 		return s.ledger.settle(ctx, m.TenantID, m.ID, StatusRefused, "connection_unavailable", "", "the connection is gone or disabled", nil)
 	}
 	if err != nil {

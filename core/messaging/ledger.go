@@ -73,13 +73,15 @@ func (l *ledger) byKey(ctx context.Context, tenantID, key string) (m Message, ok
 func (l *ledger) insert(ctx context.Context, m Message) (Message, bool, error) {
 	row := l.pool.QueryRow(ctx, `
 INSERT INTO messages (id, tenant_id, conversation_id, contact_id, connection_id, direction, kind, content, purpose,
-                      idempotency_key, status, status_reason, error_code, error_detail, author_id, deferred_until)
+                      idempotency_key, status, status_reason, error_code, error_detail, author_id, deferred_until,
+                      provider_message_id)
 VALUES ($1, $2, $3, $4, $5, 'out', $6, $7, NULLIF($8, ''), $9, $10, NULLIF($11, ''), NULLIF($12, ''), NULLIF($13, ''),
-        NULLIF($14, ''), $15)
+        NULLIF($14, ''), $15, NULLIF($16, ''))
 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
 RETURNING `+messageColumns,
 		m.ID, m.TenantID, m.ConversationID, m.ContactID, m.ConnectionID, m.Kind, m.Content, string(m.Purpose),
-		m.IdempotencyKey, string(m.Status), m.StatusReason, m.ErrorCode, m.ErrorDetail, m.AuthorID, m.DeferredUntil)
+		m.IdempotencyKey, string(m.Status), m.StatusReason, m.ErrorCode, m.ErrorDetail, m.AuthorID, m.DeferredUntil,
+		m.ProviderMessageID)
 	got, err := scanMessage(row)
 	if err == nil {
 		return got, true, nil

@@ -94,8 +94,14 @@ type Template struct {
 // SendRequest is one message to send.
 type SendRequest struct {
 	TenantID string
-	// ConnectionID is the Cloud API connection (the number) sending.
+	// ConnectionID is the number sending (a Cloud API or linked-device
+	// connection). Empty means any of the tenant's numbers: a connected
+	// linked device when the message can go over one, else a Cloud API
+	// number (see Numbers).
 	ConnectionID string
+	// Module is the part of Ponte sending (automations, campaigns), for
+	// the numbers' module switches; empty for agents and the API.
+	Module Module
 	// To is the recipient's phone in E.164 (+393331234567); or give ContactID.
 	To        string
 	ContactID string

@@ -68,6 +68,15 @@ type Config struct {
 	// RecipientGap is the least time between two messages to the same
 	// recipient from one number (default DefaultRecipientGap).
 	RecipientGap time.Duration
+	// Pacing reads linked-device numbers' pacing; nil means
+	// DefaultLinkedPacing for every number.
+	Pacing PacingSource
+	// Numbers chooses numbers for sends bound to any number and reads the
+	// module switches; default a SQLNumbers on Pool.
+	Numbers Numbers
+	// NewContacts counts linked-device numbers' first contacts; default a
+	// SQLNewContacts on Pool.
+	NewContacts NewContactCounter
 	// MaxInFlight bounds the sends between their consent lock and the
 	// provider's answer (default half of Pool's connections, at least 1).
 	// Each holds a connection for the lock while the provider call needs
@@ -80,16 +89,20 @@ type Config struct {
 
 // Service sends messages and keeps the ledger. It is safe for concurrent use.
 type Service struct {
-	ledger    ledgerStore
-	invoker   Invoker
-	consent   Consent
-	guard     SendGuard
-	templates Templates
-	dir       Directory
-	channels  Channels
-	clock     Clock
-	pacer     *Pacer
-	log       *slog.Logger
+	ledger      ledgerStore
+	invoker     Invoker
+	consent     Consent
+	guard       SendGuard
+	templates   Templates
+	dir         Directory
+	channels    Channels
+	clock       Clock
+	pacer       *Pacer
+	linked      *linkedPacer
+	pacing      PacingSource
+	newContacts NewContactCounter
+	numbers     Numbers
+	log         *slog.Logger
 
 	closeFn  func()
 	inFlight chan struct{} // a slot per send under the consent lock
@@ -125,6 +138,12 @@ func New(cfg Config) (*Service, error) {
 	if cfg.MaxInFlight <= 0 {
 		cfg.MaxInFlight = max(int(cfg.Pool.Config().MaxConns)/2, 1)
 	}
+	if cfg.Numbers == nil {
+		cfg.Numbers = SQLNumbers{Pool: cfg.Pool}
+	}
+	if cfg.NewContacts == nil {
+		cfg.NewContacts = SQLNewContacts{Pool: cfg.Pool}
+	}
 	l := &ledger{pool: cfg.Pool, sent: newSentWriter(cfg.Pool)}
 	s := newService(cfg, l)
 	s.closeFn = l.sent.close
@@ -145,18 +164,22 @@ func newService(cfg Config, l ledgerStore) *Service {
 		clock = realClock{}
 	}
 	return &Service{
-		ledger:    l,
-		invoker:   cfg.Invoker,
-		consent:   cfg.Consent,
-		guard:     cfg.Guard,
-		templates: cfg.Templates,
-		dir:       cfg.Directory,
-		channels:  cfg.Channels,
-		clock:     clock,
-		pacer:     NewPacer(clock, cmp.Or(cfg.RecipientGap, DefaultRecipientGap)),
-		tmplCache: map[templateKey]cachedTemplate{},
-		inFlight:  make(chan struct{}, cmp.Or(cfg.MaxInFlight, 64)),
-		log:       cmp.Or(cfg.Logger, slog.Default()),
+		ledger:      l,
+		invoker:     cfg.Invoker,
+		consent:     cfg.Consent,
+		guard:       cfg.Guard,
+		templates:   cfg.Templates,
+		dir:         cfg.Directory,
+		channels:    cfg.Channels,
+		clock:       clock,
+		pacer:       NewPacer(clock, cmp.Or(cfg.RecipientGap, DefaultRecipientGap)),
+		linked:      newLinkedPacer(clock),
+		pacing:      cfg.Pacing,
+		newContacts: cfg.NewContacts,
+		numbers:     cfg.Numbers,
+		tmplCache:   map[templateKey]cachedTemplate{},
+		inFlight:    make(chan struct{}, cmp.Or(cfg.MaxInFlight, 64)),
+		log:         cmp.Or(cfg.Logger, slog.Default()),
 	}
 }
 
@@ -178,6 +201,8 @@ type content struct {
 	// AllowDefer is kept so a re-attempt of a deferred row defers again if
 	// it still falls in quiet hours.
 	AllowDefer bool `json:"allow_defer,omitempty"`
+	// Module is kept so a re-attempt checks the number's switch again.
+	Module Module `json:"module,omitempty"`
 }
 
 // plan is a send resolved and ready to check.
@@ -210,8 +235,6 @@ func validate(req *SendRequest) error {
 	switch {
 	case req.TenantID == "":
 		return bad("tenant_id", "is required")
-	case req.ConnectionID == "":
-		return bad("connection_id", "is required")
 	case req.IdempotencyKey == "":
 		return bad("idempotency_key", "is required")
 	case len(req.IdempotencyKey) > maxIdempotencyKey:
@@ -331,6 +354,19 @@ func replayError(m Message) error {
 
 // plan resolves a request's connection, recipient and template.
 func (s *Service) plan(ctx context.Context, req SendRequest) (plan, error) {
+	if req.ConnectionID == "" {
+		if s.numbers == nil {
+			return plan{}, &InvalidError{Field: "connection_id", Reason: "is required"}
+		}
+		id, err := s.numbers.Choose(ctx, req.TenantID, req.Module, req.Kind == KindTemplate || req.Kind == KindInteractive)
+		if isNotFound(err) {
+			return plan{}, &InvalidError{Field: "connection_id", Reason: "none of the tenant's numbers can send this message now (no connected linked device, no Cloud API number)"}
+		}
+		if err != nil {
+			return plan{}, err
+		}
+		req.ConnectionID = id
+	}
 	ch, err := s.channels.Channel(ctx, req.TenantID, req.ConnectionID)
 	if isNotFound(err) {
 		return plan{}, &InvalidError{Field: "connection_id", Reason: "no such connection"}
@@ -338,8 +374,11 @@ func (s *Service) plan(ctx context.Context, req SendRequest) (plan, error) {
 	if err != nil {
 		return plan{}, err
 	}
-	if ch.Connector != Connector {
-		return plan{}, &InvalidError{Field: "connection_id", Reason: "the connection is not a WhatsApp Cloud API number"}
+	if ch.Connector != Connector && ch.Connector != ConnectorLinkedDevice {
+		return plan{}, &InvalidError{Field: "connection_id", Reason: "the connection is not a WhatsApp number"}
+	}
+	if ch.Connector == ConnectorLinkedDevice && (req.Kind == KindTemplate || req.Kind == KindInteractive) {
+		return plan{}, &InvalidError{Field: "kind", Reason: "a linked-device number sends text and media; templates and interactive messages are Cloud API features"}
 	}
 	if ch.Status != store.StatusActive {
 		return plan{}, &InvalidError{Field: "connection_id", Reason: "the connection is " + ch.Status}
@@ -353,7 +392,7 @@ func (s *Service) plan(ctx context.Context, req SendRequest) (plan, error) {
 	}
 	c := content{
 		To: rcpt.Phone, Text: req.Text, PreviewURL: req.PreviewURL, Media: req.Media, Template: req.Template,
-		Interactive: req.Interactive, ReplyTo: req.ReplyTo, AllowDefer: req.AllowDefer,
+		Interactive: req.Interactive, ReplyTo: req.ReplyTo, AllowDefer: req.AllowDefer, Module: req.Module,
 	}
 	body, err := json.Marshal(c)
 	if err != nil {
@@ -368,11 +407,18 @@ func (s *Service) plan(ctx context.Context, req SendRequest) (plan, error) {
 			IdempotencyKey: req.IdempotencyKey, AuthorID: req.AuthorID,
 		},
 	}
+	if ch.Connector == ConnectorLinkedDevice {
+		// Fixed before the call, so a receipt finds the row whatever happens.
+		p.row.ProviderMessageID = LinkedMessageID(p.row.ID)
+	}
 	if err := s.lookupTemplate(ctx, &p); err != nil {
 		return plan{}, err
 	}
 	return p, nil
 }
+
+// linked reports whether the plan sends from a linked-device number.
+func (p *plan) linked() bool { return p.channel.Connector == ConnectorLinkedDevice }
 
 // lookupTemplate reads a template send's template; its category becomes the
 // send's purpose. A missing one is recorded on the plan, refused in turn.
@@ -465,8 +511,26 @@ func isNotFound(err error) bool {
 // for one query instead of two.
 func (s *Service) check(ctx context.Context, p *plan, now time.Time) (*RefusedError, error) {
 	ref, err := s.checkWindowAndTemplate(p, now)
-	if ref == nil || err != nil {
-		return ref, err
+	if err != nil {
+		return nil, err
+	}
+	if ref == nil && p.c.Module != "" && s.numbers != nil {
+		on, err := s.numbers.ModuleEnabled(ctx, p.row.TenantID, p.row.ConnectionID, p.c.Module)
+		if err != nil {
+			return nil, err
+		}
+		if !on {
+			ref = &RefusedError{Reason: ReasonModuleDisabled,
+				Detail: fmt.Sprintf("the number has %s switched off", p.c.Module)}
+		}
+	}
+	if ref == nil && p.linked() {
+		if ref, err = s.checkLinked(ctx, p, now); err != nil {
+			return nil, err
+		}
+	}
+	if ref == nil {
+		return nil, nil
 	}
 	dec, err := s.consent.Check(ctx, ConsentQuery{TenantID: p.row.TenantID, ContactID: p.rcpt.ContactID,
 		Phone: p.rcpt.Phone, Purpose: p.row.Purpose, At: now})
@@ -480,7 +544,7 @@ func (s *Service) check(ctx context.Context, p *plan, now time.Time) (*RefusedEr
 }
 
 func (s *Service) checkWindowAndTemplate(p *plan, now time.Time) (*RefusedError, error) {
-	if p.kind != KindTemplate {
+	if p.kind != KindTemplate && !p.linked() {
 		if p.rcpt.LastInboundAt == nil || !now.Before(p.rcpt.LastInboundAt.Add(Window)) {
 			return &RefusedError{Reason: ReasonOutsideWindow,
 				Detail: "the customer has not written in the last 24 hours; only an approved template may be sent"}, nil
@@ -529,7 +593,7 @@ func (s *Service) run(ctx context.Context, p plan) (Message, error) {
 		return s.refuse(ctx, p, ref)
 	}
 	for {
-		if err := s.pacer.Wait(ctx, p.row.ConnectionID, p.rcpt.Phone, p.channel.Tier); err != nil {
+		if err := s.pace(ctx, &p); err != nil {
 			if p.row.Status == StatusSending {
 				// Throttled earlier in this loop: the row is written but
 				// nothing was sent; queue it for the Scheduler.
@@ -566,11 +630,20 @@ func (s *Service) run(ctx context.Context, p plan) (Message, error) {
 	}
 }
 
+// pace waits the send's turn: the number's throughput and the recipient
+// gap, or a linked-device number's own pacing.
+func (s *Service) pace(ctx context.Context, p *plan) error {
+	if p.linked() {
+		return s.paceLinked(ctx, p)
+	}
+	return s.pacer.Wait(ctx, p.row.ConnectionID, p.rcpt.Phone, p.channel.Tier)
+}
+
 // refuse records a refusal (or a deferral past quiet hours) and reports it.
 func (s *Service) refuse(ctx context.Context, p plan, ref *RefusedError) (Message, error) {
 	status := StatusRefused
 	var until *time.Time
-	if ref.Reason == ReasonQuietHours && p.c.AllowDefer && !ref.DeferUntil.IsZero() {
+	if (ref.Reason == ReasonQuietHours || ref.Reason == ReasonNewContactLimit) && p.c.AllowDefer && !ref.DeferUntil.IsZero() {
 		status = StatusDeferred
 		t := ref.DeferUntil
 		until = &t
@@ -582,6 +655,9 @@ func (s *Service) refuse(ctx context.Context, p plan, ref *RefusedError) (Messag
 	} else {
 		row := p.row
 		row.Status, row.StatusReason, row.ErrorDetail, row.DeferredUntil = status, ref.Reason, ref.Detail, until
+		if status == StatusRefused {
+			row.ProviderMessageID = "" // never sent: no WhatsApp id
+		}
 		var created bool
 		m, created, err = s.ledger.insert(ctx, row)
 		if err == nil && !created {
@@ -695,6 +771,9 @@ func (s *Service) hold(ctx context.Context, p *plan, refusal **RefusedError, cal
 // call makes the provider call for the plan's row.
 func (s *Service) call(ctx context.Context, p *plan) (json.RawMessage, error) {
 	action, params := actionParams(p.kind, p.c, p.row.ID)
+	if p.linked() {
+		action, params = linkedParams(p.kind, p.c, p.row.ID)
+	}
 	raw, err := json.Marshal(params)
 	if err != nil {
 		return nil, sdk.Invalid("encoding %s parameters: %v", action, err)
@@ -762,6 +841,17 @@ func (s *Service) record(ctx context.Context, p *plan, out json.RawMessage, call
 		return m, 0, err
 	}
 	var se *sdk.Error
+	if errors.As(callErr, &se) && channelUnavailable(se) {
+		// The number's session could not take the message (not connected,
+		// or moving to another node): nothing left, so it waits its turn
+		// again rather than being marked unknown.
+		until := now.Add(channelRetryDelay)
+		m, err := s.ledger.settle(ctx, tenantID, id, StatusQueued, ReasonChannelUnavailable, se.Code, truncate(se.Message), &until)
+		if err != nil {
+			return p.row, 0, err
+		}
+		return m, 0, nil
+	}
 	if !errors.As(callErr, &se) || se.Kind == sdk.KindRetryable || se.Kind == sdk.KindUnknown {
 		// The request may have reached Meta (a timeout, a 5xx, the plugin
 		// dying mid-call). Never repeat it: the status webhook carrying the

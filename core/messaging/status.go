@@ -42,7 +42,7 @@ type StatusEvent struct {
 // applied to its ledger row in process (see ApplyStatus).
 func Route(pool *pgxpool.Pool) dispatch.Router {
 	return dispatch.RouterFunc(func(_ context.Context, ev dispatch.Event) ([]dispatch.Delivery, error) {
-		if ev.Connector != Connector || ev.Type != EventMessageStatus {
+		if (ev.Connector != Connector && ev.Connector != ConnectorLinkedDevice) || ev.Type != EventMessageStatus {
 			return nil, nil
 		}
 		return []dispatch.Delivery{{Apply: func(ctx context.Context) error { return ApplyStatus(ctx, pool, ev) }}}, nil
@@ -157,6 +157,9 @@ func ApplyStatus(ctx context.Context, pool *pgxpool.Pool, ev dispatch.Event) err
 		return dispatch.Permanent(fmt.Errorf("decoding status event %d: %w", ev.ID, err))
 	}
 	status := Status(se.Status)
+	if se.Status == "played" {
+		status = StatusRead // a voice note or video played: read, and more
+	}
 	switch status {
 	case StatusSent, StatusDelivered, StatusRead, StatusFailed:
 	default:

@@ -54,6 +54,16 @@ type Options struct {
 	// MinBackoff once a plugin has run for longer than MaxBackoff.
 	// Defaults 100ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
+	// PluginEnv adds environment variables ("KEY=value") to the plugins of
+	// the named connectors, and to no other: a plugin otherwise gets only a
+	// minimal environment. The linked-device connector gets its device
+	// store's database URL this way.
+	PluginEnv map[string][]string
+	// OnStart, when set, is called (on its own goroutine) with the
+	// connector's name each time its plugin has started and is running,
+	// the first time and after every restart, so that whoever holds
+	// sessions in it can open them again.
+	OnStart func(connector string)
 	// Strict makes New fail when any plugin fails to start. Otherwise such a
 	// plugin is reported by Status, and retried unless it was refused for
 	// good (wrong protocol version, name mismatch).
@@ -301,6 +311,7 @@ func (m *managed) pluginEnv() []string {
 	if m.h.opts.Logger.Enabled(context.Background(), slog.LevelDebug) {
 		level = "debug"
 	}
+	env = append(env, m.h.opts.PluginEnv[strings.ReplaceAll(m.wantName, "-", "_")]...)
 	return append(env, hostrpc.LogLevelEnv+"="+level)
 }
 
@@ -387,6 +398,9 @@ func (m *managed) start(ctx context.Context) (err error) {
 	m.running, m.pid, m.lastErr, m.startedAt = true, pid, "", time.Now()
 	m.mu.Unlock()
 	m.log.Info("connector plugin running", "connector", man.Name, "version", man.Version, "pid", pid)
+	if f := m.h.opts.OnStart; f != nil {
+		go f(man.Name)
+	}
 	return nil
 }
 
@@ -644,6 +658,22 @@ func (c *connectorClient) Disconnect(ctx context.Context, conn sdk.Connection) e
 	return c.result(ctx, "disconnecting", rpc.Disconnect(ctx, conn))
 }
 
+func (c *connectorClient) OpenSession(ctx context.Context, conn sdk.Connection) error {
+	rpc, err := c.m.current()
+	if err != nil {
+		return err
+	}
+	return c.result(ctx, "opening a session", rpc.OpenSession(ctx, conn))
+}
+
+func (c *connectorClient) CloseSession(ctx context.Context, connectionID string) error {
+	rpc, err := c.m.current()
+	if err != nil {
+		return err
+	}
+	return c.result(ctx, "closing a session", rpc.CloseSession(ctx, connectionID))
+}
+
 // servicesForPlugin is the sdk.Host one plugin reaches through the broker: the
 // host's Services, bound to the plugin's connector name.
 type servicesForPlugin struct {
@@ -683,4 +713,18 @@ func (p *servicesForPlugin) SetState(ctx context.Context, connectionID, key stri
 		return sdk.Permanent("this host offers no services to plugins")
 	}
 	return p.logged("set_state", p.s.SetState(ctx, p.connector, connectionID, key, value))
+}
+
+func (p *servicesForPlugin) UpdateSession(ctx context.Context, connectionID string, u sdk.SessionUpdate) error {
+	if p.s == nil {
+		return sdk.Permanent("this host offers no services to plugins")
+	}
+	return p.logged("update_session", p.s.UpdateSession(ctx, p.connector, connectionID, u))
+}
+
+func (p *servicesForPlugin) Signal(ctx context.Context, connectionID string, sig sdk.Signal) error {
+	if p.s == nil {
+		return sdk.Permanent("this host offers no services to plugins")
+	}
+	return p.logged("signal", p.s.Signal(ctx, p.connector, connectionID, sig))
 }

@@ -113,6 +113,14 @@ func (s *memServices) SetState(_ context.Context, connector, connectionID, key s
 	return nil
 }
 
+func (s *memServices) UpdateSession(context.Context, string, string, sdk.SessionUpdate) error {
+	return sdk.Permanent("memServices holds no sessions")
+}
+
+func (s *memServices) Signal(context.Context, string, string, sdk.Signal) error {
+	return sdk.Permanent("memServices holds no sessions")
+}
+
 func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
@@ -341,7 +349,18 @@ func TestIntegrationErrorKinds(t *testing.T) {
 
 func TestIntegrationRestartAfterKill(t *testing.T) {
 	t.Parallel()
-	h := startHost(t, exampleDir, newMemServices())
+	started := make(chan string, 4)
+	h, err := pluginhost.New(t.Context(), pluginhost.Options{
+		Dir: exampleDir, Services: newMemServices(), Logger: quietLogger(), HealthInterval: 500 * time.Millisecond, Strict: true,
+		OnStart: func(connector string) { started <- connector },
+	})
+	if err != nil {
+		t.Fatalf("starting the plugin host: %v", err)
+	}
+	t.Cleanup(h.Close)
+	if got := <-started; got != "example" {
+		t.Fatalf("OnStart(%q) at the first start; want example", got)
+	}
 	c := exampleClient(t, h)
 	echo := func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
@@ -385,6 +404,14 @@ func TestIntegrationRestartAfterKill(t *testing.T) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	t.Logf("plugin back %v after kill -9", time.Since(killed).Round(time.Millisecond))
+	select {
+	case got := <-started:
+		if got != "example" {
+			t.Errorf("OnStart(%q) after the restart; want example", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Error("OnStart was not called after the restart: held sessions would never be opened again")
+	}
 
 	st := h.Status()[0]
 	if !st.Running || st.Restarts != 1 || st.PID == pid || st.PID <= 0 {

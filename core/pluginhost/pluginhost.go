@@ -33,6 +33,11 @@ type Client interface {
 	// connectors without one).
 	Connect(ctx context.Context, conn sdk.Connection) error
 	Disconnect(ctx context.Context, conn sdk.Connection) error
+	// OpenSession and CloseSession run the connector's sdk.SessionHolder.
+	// Sessions live in the plugin process: after a plugin restart (see
+	// Options.OnStart) none is open.
+	OpenSession(ctx context.Context, conn sdk.Connection) error
+	CloseSession(ctx context.Context, connectionID string) error
 }
 
 // Registry is the set of installed connectors.
@@ -64,4 +69,8 @@ type Services interface {
 	Emit(ctx context.Context, connector, connectionID string, events []sdk.Event) error
 	GetState(ctx context.Context, connector, connectionID, key string) ([]byte, error)
 	SetState(ctx context.Context, connector, connectionID, key string, value []byte) error
+	// UpdateSession and Signal serve sdk.Host's methods of the same names
+	// for session connectors.
+	UpdateSession(ctx context.Context, connector, connectionID string, update sdk.SessionUpdate) error
+	Signal(ctx context.Context, connector, connectionID string, signal sdk.Signal) error
 }

@@ -80,6 +80,28 @@ type Config struct {
 	// its history when its next task comes; carts and orders wait hours
 	// between tasks, so caching them all costs memory and saves little.
 	WorkflowCacheSize int
+	// NodeURL is where other nodes reach this one for actions of sessions it
+	// holds (PONTE_NODE_URL; default http://HTTPAddr). Every node of an
+	// installation must reach every other at its NodeURL.
+	NodeURL string
+	// Sessions configures the linked-device session leases and cleanup
+	// (PONTE_SESSION_LEASE_TTL, PONTE_SESSION_CLEANUP_AFTER,
+	// PONTE_SESSION_PHONE_AWAY_WARNING; Go durations).
+	Sessions SessionsConfig
+}
+
+// SessionsConfig tunes the session leases; zero values take the
+// core/sessions defaults.
+type SessionsConfig struct {
+	// LeaseTTL is how long a node's lease on a session lasts unrenewed: a
+	// dead node's sessions move after at most about this long.
+	LeaseTTL time.Duration
+	// CleanupAfter is how long a session may stay disconnected or logged
+	// out before it is cleaned up (7 days).
+	CleanupAfter time.Duration
+	// PhoneAwayWarning is how long the account's phone may stay unseen
+	// before a warning (12 days; WhatsApp logs devices out after 14).
+	PhoneAwayWarning time.Duration
 }
 
 // DefaultWorkflowCacheSize keeps ponte serve under 300 MB with 10,000 open
@@ -102,6 +124,12 @@ func ConfigFromEnv() Config {
 		LogLevel:            envOr("PONTE_LOG_LEVEL", "info"),
 		PprofAddr:           os.Getenv("PONTE_PPROF_ADDR"),
 		MessageUnknownAfter: durationEnv("PONTE_MESSAGE_UNKNOWN_AFTER"),
+		NodeURL:             os.Getenv("PONTE_NODE_URL"),
+		Sessions: SessionsConfig{
+			LeaseTTL:         durationEnv("PONTE_SESSION_LEASE_TTL"),
+			CleanupAfter:     durationEnv("PONTE_SESSION_CLEANUP_AFTER"),
+			PhoneAwayWarning: durationEnv("PONTE_SESSION_PHONE_AWAY_WARNING"),
+		},
 		WorkflowCacheSize:   intEnv("PONTE_WORKFLOW_CACHE_SIZE", DefaultWorkflowCacheSize),
 		PaymentLinkChat: paymentlink.ChatConfig{
 			LinkTemplate:         os.Getenv("PONTE_PAYMENT_LINK_TEMPLATE"),
@@ -160,9 +188,15 @@ func (c *Config) Validate() error {
 		c.PublicURL = "http://" + c.HTTPAddr
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
-	if v := os.Getenv("PONTE_MESSAGE_UNKNOWN_AFTER"); v != "" {
-		if d, err := time.ParseDuration(v); err != nil || d <= 0 {
-			problems = append(problems, "PONTE_MESSAGE_UNKNOWN_AFTER: want a positive Go duration such as 10m")
+	if c.NodeURL == "" {
+		c.NodeURL = "http://" + c.HTTPAddr
+	}
+	c.NodeURL = strings.TrimRight(c.NodeURL, "/")
+	for _, key := range []string{"PONTE_MESSAGE_UNKNOWN_AFTER", "PONTE_SESSION_LEASE_TTL", "PONTE_SESSION_CLEANUP_AFTER", "PONTE_SESSION_PHONE_AWAY_WARNING"} {
+		if v := os.Getenv(key); v != "" {
+			if d, err := time.ParseDuration(v); err != nil || d <= 0 {
+				problems = append(problems, key+": want a positive Go duration such as 10m")
+			}
 		}
 	}
 	if c.TaskQueue == "" {

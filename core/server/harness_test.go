@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -128,12 +129,20 @@ type serveProcess struct {
 // start runs `ponte serve` and waits until /readyz says ready.
 func (in *installation) start() *serveProcess {
 	in.t.Helper()
-	logFile, err := os.OpenFile(filepath.Join(in.logDir, "serve.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	return in.startAt(in.addr, "serve.log")
+}
+
+// startAt runs another `ponte serve` of the installation (a node sharing its
+// database and task queue) listening on addr and logging to logName in the
+// log directory, and waits until it is ready.
+func (in *installation) startAt(addr, logName string, extraEnv ...string) *serveProcess {
+	in.t.Helper()
+	logFile, err := os.OpenFile(filepath.Join(in.logDir, logName), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		in.t.Fatal(err)
 	}
 	cmd := exec.Command(in.ponte, "serve")
-	cmd.Env = in.env
+	cmd.Env = append(append(slices.Clone(in.env), "PONTE_HTTP_ADDR="+addr, "PONTE_NODE_URL=http://"+addr), extraEnv...)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -151,7 +160,7 @@ func (in *installation) start() *serveProcess {
 			in.t.Fatalf("ponte serve exited during start:\n%s", in.logs())
 		default:
 		}
-		resp, err := http.Get(in.url("/readyz"))
+		resp, err := http.Get("http://" + addr + "/readyz")
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {

@@ -148,6 +148,7 @@ func manifestToProto(m Manifest) (*pb.Manifest, error) {
 		Webhooks:        m.Webhooks,
 		PollIntervalMs:  m.PollInterval.Milliseconds(),
 		Lifecycle:       m.Lifecycle,
+		Sessions:        m.Sessions,
 	}
 	for _, f := range m.Config {
 		pf := &pb.ConfigField{

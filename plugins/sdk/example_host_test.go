@@ -58,6 +58,15 @@ func (h *memHost) SetState(_ context.Context, connectionID, key string, value []
 	return nil
 }
 
+// memHost's example connector holds no sessions.
+func (h *memHost) UpdateSession(context.Context, string, sdk.SessionUpdate) error {
+	return sdk.Permanent("memHost holds no sessions")
+}
+
+func (h *memHost) Signal(context.Context, string, sdk.Signal) error {
+	return sdk.Permanent("memHost holds no sessions")
+}
+
 // inboxStream receives messages over a provider's long-lived stream rather
 // than webhooks, so it hands them to the host itself with Emit, and keeps the
 // stream's resume token in the host's state so a restarted plugin resumes

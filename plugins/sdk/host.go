@@ -67,6 +67,44 @@ func (h *hostClient) SetState(ctx context.Context, connectionID, key string, val
 	return nil
 }
 
+func (h *hostClient) UpdateSession(ctx context.Context, connectionID string, u SessionUpdate) error {
+	req := &pb.UpdateSessionRequest{
+		ConnectionId: connectionID,
+		State:        string(u.State),
+		Reason:       u.Reason,
+		RetryAt:      timeToProto(u.RetryAt),
+		BannedUntil:  timeToProto(u.BannedUntil),
+		QrCode:       u.QRCode,
+		QrExpiresAt:  timeToProto(u.QRExpiresAt),
+		PairingCode:  u.PairingCode,
+		PhoneSeenAt:  timeToProto(u.PhoneSeenAt),
+	}
+	if a := u.Account; a != nil {
+		req.Account = &pb.SessionAccount{Phone: a.Phone, Jid: a.JID, Lid: a.LID, PushName: a.PushName, Platform: a.Platform}
+	}
+	res, err := h.rpc.UpdateSession(ctx, req)
+	if err != nil {
+		return hostUnreachable("reporting the session", err)
+	}
+	if e := errorFromProto(res.GetError()); e != nil {
+		return e
+	}
+	return nil
+}
+
+func (h *hostClient) Signal(ctx context.Context, connectionID string, sig Signal) error {
+	res, err := h.rpc.Signal(ctx, &pb.SignalRequest{
+		ConnectionId: connectionID, Kind: sig.Kind, Payload: sig.Payload, At: timeToProto(sig.At),
+	})
+	if err != nil {
+		return hostUnreachable("relaying a signal", err)
+	}
+	if e := errorFromProto(res.GetError()); e != nil {
+		return e
+	}
+	return nil
+}
+
 // hostUnreachable reports a transport failure between plugin and host as
 // retryable: the host may be restarting.
 func hostUnreachable(what string, err error) error {

@@ -89,6 +89,7 @@ func (s *connectorServer) Init(ctx context.Context, req *pb.InitRequest) (*pb.In
 	s.mu.Lock()
 	old := s.hostConn
 	_, m.Lifecycle = conn.(Lifecycle)
+	_, m.Sessions = conn.(SessionHolder)
 	s.conn, s.manifest, s.actions, s.events, s.hostConn = conn, m, actions, events, hc
 	s.mu.Unlock()
 	if old != nil {
@@ -251,6 +252,32 @@ func (s *connectorServer) Disconnect(ctx context.Context, req *pb.DisconnectRequ
 	}
 	err = safely("disconnecting", func() error { return l.Disconnect(ctx, connectionFromProto(req.GetConnection())) })
 	return &pb.DisconnectResponse{Error: errorToProto(err)}, nil
+}
+
+func (s *connectorServer) OpenSession(ctx context.Context, req *pb.OpenSessionRequest) (*pb.OpenSessionResponse, error) {
+	c, err := s.connector()
+	if err != nil {
+		return nil, err
+	}
+	h, ok := c.(SessionHolder)
+	if !ok {
+		return &pb.OpenSessionResponse{Error: errorToProto(Invalid("the connector holds no sessions"))}, nil
+	}
+	err = safely("opening a session", func() error { return h.OpenSession(ctx, connectionFromProto(req.GetConnection())) })
+	return &pb.OpenSessionResponse{Error: errorToProto(err)}, nil
+}
+
+func (s *connectorServer) CloseSession(ctx context.Context, req *pb.CloseSessionRequest) (*pb.CloseSessionResponse, error) {
+	c, err := s.connector()
+	if err != nil {
+		return nil, err
+	}
+	h, ok := c.(SessionHolder)
+	if !ok {
+		return &pb.CloseSessionResponse{}, nil
+	}
+	err = safely("closing a session", func() error { return h.CloseSession(ctx, req.GetConnectionId()) })
+	return &pb.CloseSessionResponse{Error: errorToProto(err)}, nil
 }
 
 // checkEvents catches connector bugs before they reach the host's store: an

@@ -11,7 +11,7 @@
 // capabilities it has by implementing more interfaces: [WebhookHandler] for
 // inbound webhooks, [Lifecycle] for setup at the provider on connect,
 // [Handshaker] for providers that verify a webhook URL with a
-// GET, [ActionInvoker] for actions the host and workflows call, [Poller] for
+// GET, [SessionHolder] for long-lived connections (a linked device), [ActionInvoker] for actions the host and workflows call, [Poller] for
 // systems without webhooks. Errors that the host must act on are [*Error] values
 // made with [Invalid], [Auth], [NotFound], [RateLimited], [Retryable] and
 // [Permanent]; they cross the process boundary with their kind intact.
@@ -157,6 +157,14 @@ type Host interface {
 	// SetState stores a small value (at most [MaxStateSize] bytes) for a
 	// connection; larger values are refused with an Invalid error.
 	SetState(ctx context.Context, connectionID, key string, value []byte) error
+	// UpdateSession reports the state of a session a [SessionHolder] holds
+	// for the connection. The host records it on the connection (the
+	// latest report wins), keeps every change of State as an event, and
+	// relays pairing codes to whoever is pairing the account.
+	UpdateSession(ctx context.Context, connectionID string, update SessionUpdate) error
+	// Signal relays a short-lived notice of a session to live listeners
+	// without storing it (see [Signal]).
+	Signal(ctx context.Context, connectionID string, signal Signal) error
 }
 
 // Manifest describes a connector to the host and to Ponte's users. Return it
@@ -187,6 +195,10 @@ type Manifest struct {
 	// connector's connections. [Serve] sets it to whether the connector
 	// implements [Lifecycle]; the value a connector returns is ignored.
 	Lifecycle bool `json:"lifecycle"`
+	// Sessions tells the host to hold each connection's session through
+	// [SessionHolder]. [Serve] sets it to whether the connector implements
+	// SessionHolder; the value a connector returns is ignored.
+	Sessions bool `json:"sessions"`
 }
 
 // FieldType is the JSON type of a configuration field ([ConfigField].Type).

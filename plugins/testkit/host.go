@@ -19,15 +19,103 @@ type MemoryHost struct {
 	seen     map[string]map[string]bool
 	state    map[string]map[string][]byte
 	emitErr  error
+	sessions map[string][]sdk.SessionUpdate
+	signals  map[string][]sdk.Signal
+	notHeld  map[string]bool
+	changed  chan struct{} // closed and replaced on every recorded call
 }
 
 // NewMemoryHost returns an empty host.
 func NewMemoryHost() *MemoryHost {
 	return &MemoryHost{
-		events: map[string][]sdk.Event{},
-		seen:   map[string]map[string]bool{},
-		state:  map[string]map[string][]byte{},
+		events:   map[string][]sdk.Event{},
+		seen:     map[string]map[string]bool{},
+		state:    map[string]map[string][]byte{},
+		sessions: map[string][]sdk.SessionUpdate{},
+		signals:  map[string][]sdk.Signal{},
+		notHeld:  map[string]bool{},
+		changed:  make(chan struct{}),
 	}
+}
+
+// notify wakes WaitFor callers; h.mu must be held.
+func (h *MemoryHost) notify() {
+	close(h.changed)
+	h.changed = make(chan struct{})
+}
+
+// WaitFor blocks until cond (called with nothing locked) returns true after
+// an Emit, UpdateSession or Signal, or ctx ends; it reports whether cond
+// became true. Session connectors report from background goroutines, so tests
+// wait for what they expect instead of sleeping.
+func (h *MemoryHost) WaitFor(ctx context.Context, cond func() bool) bool {
+	for {
+		h.mu.Lock()
+		ch := h.changed
+		h.mu.Unlock()
+		if cond() {
+			return true
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return cond()
+		}
+	}
+}
+
+// ReleaseSession makes the host answer later reports for the connection's
+// session as the Ponte host does for a session its node no longer holds: an
+// Invalid error with code sdk.CodeSessionNotHeld. Pass held=true to undo.
+func (h *MemoryHost) ReleaseSession(connectionID string, held bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.notHeld[connectionID] = !held
+}
+
+func (h *MemoryHost) checkHeld(connectionID string) error {
+	if h.notHeld[connectionID] {
+		return &sdk.Error{Kind: sdk.KindInvalid, Code: sdk.CodeSessionNotHeld, Message: "this node does not hold the session of connection " + connectionID}
+	}
+	return nil
+}
+
+// UpdateSession records a session report.
+func (h *MemoryHost) UpdateSession(_ context.Context, connectionID string, u sdk.SessionUpdate) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.checkHeld(connectionID); err != nil {
+		return err
+	}
+	h.sessions[connectionID] = append(h.sessions[connectionID], u)
+	h.notify()
+	return nil
+}
+
+// SessionUpdates returns the session reports for a connection, in order.
+func (h *MemoryHost) SessionUpdates(connectionID string) []sdk.SessionUpdate {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.sessions[connectionID])
+}
+
+// Signal records a signal.
+func (h *MemoryHost) Signal(_ context.Context, connectionID string, sig sdk.Signal) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.checkHeld(connectionID); err != nil {
+		return err
+	}
+	h.signals[connectionID] = append(h.signals[connectionID], sig)
+	h.notify()
+	return nil
+}
+
+// Signals returns the signals relayed for a connection, in order.
+func (h *MemoryHost) Signals(connectionID string) []sdk.Signal {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.signals[connectionID])
 }
 
 var _ sdk.Host = (*MemoryHost)(nil)
@@ -58,6 +146,10 @@ func (h *MemoryHost) Emit(_ context.Context, connectionID string, events ...sdk.
 	if h.emitErr != nil {
 		return h.emitErr
 	}
+	if err := h.checkHeld(connectionID); err != nil {
+		return err
+	}
+	defer h.notify()
 	for i, e := range events {
 		if e.DedupeKey == "" {
 			return sdk.Invalid("event %d (%s) has no dedupe key", i, e.Type)

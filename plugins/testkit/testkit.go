@@ -197,6 +197,20 @@ func (h *Harness) Disconnect(ctx context.Context, conn sdk.Connection) error {
 	return h.client.Disconnect(ctx, conn)
 }
 
+// OpenSession runs the connector's sdk.SessionHolder OpenSession for conn.
+func (h *Harness) OpenSession(ctx context.Context, conn sdk.Connection) error {
+	ctx, cancel := h.ctx(ctx)
+	defer cancel()
+	return h.client.OpenSession(ctx, conn)
+}
+
+// CloseSession runs the connector's sdk.SessionHolder CloseSession.
+func (h *Harness) CloseSession(ctx context.Context, connectionID string) error {
+	ctx, cancel := h.ctx(ctx)
+	defer cancel()
+	return h.client.CloseSession(ctx, connectionID)
+}
+
 // Connection returns a connection with the given configuration (encoded as
 // JSON), a fixed test id "conn_test" and tenant "tenant_test".
 func Connection(t testing.TB, config any) sdk.Connection {

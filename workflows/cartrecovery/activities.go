@@ -354,7 +354,7 @@ func (a *Activities) Send(ctx context.Context, in SendInput) (SendOutcome, error
 	at := time.Now().UTC()
 	msg, err := a.Messenger.Send(ctx, messaging.SendRequest{TenantID: in.TenantID, ConnectionID: in.ChannelConnectionID,
 		To: cart.Phone, Kind: messaging.KindTemplate, Template: tmpl, Purpose: messaging.PurposeMarketing,
-		IdempotencyKey: SendKey(in.CartRef, in.Step, in.Attempt)})
+		IdempotencyKey: SendKey(in.CartRef, in.Step, in.Attempt), Module: messaging.ModuleAutomations})
 	var (
 		ref *messaging.RefusedError
 		fe  *messaging.FailedError

@@ -97,9 +97,10 @@ func (Duration) Schema(huma.Registry) *huma.Schema {
 // the tenant's timezone, and apply to every marketing message alike.
 type Settings struct {
 	Enabled bool `json:"enabled" doc:"Whether abandoned checkouts of this shop are followed up."`
-	// ChannelConnectionID is the WhatsApp Cloud API connection (the number)
-	// the messages go out from.
-	ChannelConnectionID string `json:"channel_connection_id" required:"false" doc:"The WhatsApp Cloud API connection the messages are sent from; required when enabled."`
+	// ChannelConnectionID is the number (a WhatsApp connection) the
+	// messages go out from; empty means any of the tenant's numbers (and a
+	// number's deletion empties it).
+	ChannelConnectionID string `json:"channel_connection_id,omitempty" required:"false" doc:"The number (WhatsApp connection) the messages are sent from; empty: any of the tenant's numbers."`
 	// NameFallback replaces the customer's first name when the shop has none
 	// (a template parameter cannot be empty).
 	NameFallback string `json:"name_fallback,omitempty" doc:"Used for the name variable when the customer's first name is unknown; default \"there\"."`
@@ -188,9 +189,6 @@ func (s Settings) Validate() error {
 	var probs []FieldProblem
 	add := func(field, format string, args ...any) {
 		probs = append(probs, FieldProblem{Field: field, Message: fmt.Sprintf(format, args...)})
-	}
-	if s.Enabled && strings.TrimSpace(s.ChannelConnectionID) == "" {
-		add("channel_connection_id", "is required to enable cart recovery: the WhatsApp number the messages go out from")
 	}
 	if len(s.NameFallback) > 60 {
 		add("name_fallback", "is longer than 60 characters")

@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,8 +38,8 @@ func TestDefaultSettings(t *testing.T) {
 		t.Error("the discount belongs to the second step only")
 	}
 	s.Enabled = true
-	if err := s.Validate(); err == nil {
-		t.Error("enabled without a channel connection validated")
+	if err := s.Validate(); err != nil {
+		t.Errorf("the defaults enabled without a number (any number sends): %v", err)
 	}
 }
 
@@ -104,8 +105,9 @@ func TestSettingsValidate(t *testing.T) {
 		"fallback without discount": {func(s *Settings) {
 			s.Steps[0].FallbackTemplate = &TemplateRef{Template: "x", Language: "en"}
 		}, []string{"steps[0].fallback_template"}},
-		"several at once": {func(s *Settings) { s.ChannelConnectionID = ""; s.Steps[2].Language = "English" },
-			[]string{"channel_connection_id", "steps[2].language"}},
+		"several at once": {func(s *Settings) { s.NameFallback = strings.Repeat("x", 61); s.Steps[2].Language = "English" },
+			[]string{"name_fallback", "steps[2].language"}},
+		"any number": {func(s *Settings) { s.ChannelConnectionID = "" }, nil},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -113,6 +115,12 @@ func TestSettingsValidate(t *testing.T) {
 			s := valid()
 			tc.change(&s)
 			err := s.Validate()
+			if tc.fields == nil {
+				if err != nil {
+					t.Fatalf("Validate = %v, want nil", err)
+				}
+				return
+			}
 			var ve *store.ValidationError
 			if !errors.As(err, &ve) {
 				t.Fatalf("Validate = %v, want a *store.ValidationError", err)

@@ -199,7 +199,7 @@ func (a *Activities) decide(ctx context.Context, req NotifyRequest, st Settings,
 	}
 	msg := st.message(req.Kind)
 	switch {
-	case !found || !st.Enabled || st.ChannelConnectionID == "":
+	case !found || !st.Enabled:
 		return skip(ReasonDisabled)
 	case msg == nil:
 		return skip(ReasonNotConfigured)
@@ -217,7 +217,9 @@ func (a *Activities) decide(ctx context.Context, req NotifyRequest, st Settings,
 		return Notification{}, false, err
 	}
 	n.Status, n.Mode, n.Content = StatusSending, ModeTemplate, Content{Template: tmpl}
-	if st.FreeTextInWindow && msg.FreeText != "" && a.Window != nil {
+	// Bound to any number (no channel): the template goes through whichever
+	// Cloud API number the messaging core picks; the window is per number.
+	if st.FreeTextInWindow && msg.FreeText != "" && a.Window != nil && st.ChannelConnectionID != "" {
 		open, err := a.Window.WindowOpen(ctx, req.TenantID, st.ChannelConnectionID, d.Phone, a.now())
 		if err != nil {
 			// The template goes anywhere the free text could: use it
@@ -239,7 +241,7 @@ func (a *Activities) decide(ctx context.Context, req NotifyRequest, st Settings,
 func (a *Activities) send(ctx context.Context, req NotifyRequest, n Notification) (Notification, error) {
 	key := req.WorkflowID + ":" + string(n.Kind)
 	sr := messaging.SendRequest{TenantID: n.TenantID, ConnectionID: n.ChannelConnectionID, To: n.To,
-		Purpose: messaging.PurposeUtility, AllowDefer: true}
+		Purpose: messaging.PurposeUtility, AllowDefer: true, Module: messaging.ModuleAutomations}
 	if n.Mode == ModeText {
 		sr.Kind, sr.Text, sr.IdempotencyKey = messaging.KindText, n.Content.Text, key+":text"
 		m, err := a.Messenger.Send(ctx, sr)

@@ -237,8 +237,8 @@ func TestSettingsValidate(t *testing.T) {
 			[]FieldProblem{{Field: "confirm_on", Message: `is required: "created" or "paid"`}}},
 		"confirm_on wrong": {func(s *Settings) { s.ConfirmOn = "shipped" },
 			[]FieldProblem{{Field: "confirm_on", Message: `must be "created" or "paid", not "shipped"`}}},
-		"enabled without number": {func(s *Settings) { s.ChannelConnectionID = " " },
-			[]FieldProblem{{Field: "channel_connection_id", Message: "is required to enable order notifications: the WhatsApp number that sends them"}}},
+		// No number: any of the tenant's numbers sends.
+		"enabled without number":  {func(s *Settings) { s.ChannelConnectionID = "" }, nil},
 		"disabled without number": {func(s *Settings) { s.Enabled, s.ChannelConnectionID = false, "" }, nil},
 		"message problems": {func(s *Settings) {
 			s.Shipped = msg(func(m *Message) {

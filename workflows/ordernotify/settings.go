@@ -63,9 +63,10 @@ type Settings struct {
 	// Enabled turns order notifications on for the shop connection; while
 	// off, order events start no workflow.
 	Enabled bool `json:"enabled"`
-	// ChannelConnectionID is the WhatsApp Cloud API connection (the number)
-	// the notifications are sent from.
-	ChannelConnectionID string `json:"channel_connection_id" required:"false" doc:"The WhatsApp Cloud API connection the notifications are sent from; required when enabled."`
+	// ChannelConnectionID is the number (a WhatsApp connection) the
+	// notifications are sent from; empty means any of the tenant's numbers
+	// (and a number's deletion empties it).
+	ChannelConnectionID string `json:"channel_connection_id,omitempty" required:"false" doc:"The number (WhatsApp connection) the notifications are sent from; empty: any of the tenant's numbers."`
 	// ConfirmOn is ConfirmOnCreated or ConfirmOnPaid.
 	ConfirmOn string `json:"confirm_on" enum:"created,paid" doc:"Send the confirmation when the order is created, or only once it is paid."`
 	// FreeTextInWindow sends a message's FreeText, when it has one, instead
@@ -188,9 +189,6 @@ func (s Settings) Validate() error {
 		add("confirm_on", "is required: %q or %q", ConfirmOnCreated, ConfirmOnPaid)
 	default:
 		add("confirm_on", "must be %q or %q, not %q", ConfirmOnCreated, ConfirmOnPaid, s.ConfirmOn)
-	}
-	if s.Enabled && strings.TrimSpace(s.ChannelConnectionID) == "" {
-		add("channel_connection_id", "is required to enable order notifications: the WhatsApp number that sends them")
 	}
 	usesReviewURL := false
 	for _, k := range messageKinds {

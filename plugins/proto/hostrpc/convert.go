@@ -152,6 +152,7 @@ func ManifestFromProto(m *pb.Manifest) (sdk.Manifest, error) {
 		Webhooks:     m.GetWebhooks(),
 		PollInterval: time.Duration(m.GetPollIntervalMs()) * time.Millisecond,
 		Lifecycle:    m.GetLifecycle(),
+		Sessions:     m.GetSessions(),
 	}
 	for _, f := range m.GetConfig() {
 		cf := sdk.ConfigField{

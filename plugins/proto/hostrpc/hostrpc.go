@@ -230,6 +230,34 @@ func (c *Client) Disconnect(ctx context.Context, conn sdk.Connection) error {
 	return nil
 }
 
+// OpenSession starts holding conn's session in the plugin.
+func (c *Client) OpenSession(ctx context.Context, conn sdk.Connection) error {
+	res, err := c.rpc.OpenSession(ctx, &pb.OpenSessionRequest{Connection: connectionToProto(conn)})
+	if err != nil {
+		return &TransportError{Op: "OpenSession", Err: err}
+	}
+	if e := ErrorFromProto(res.GetError()); e != nil {
+		return e
+	}
+	return nil
+}
+
+// CloseSession stops holding a session in the plugin. A plugin built before
+// the protocol had sessions answers Unimplemented: it holds none.
+func (c *Client) CloseSession(ctx context.Context, connectionID string) error {
+	res, err := c.rpc.CloseSession(ctx, &pb.CloseSessionRequest{ConnectionId: connectionID})
+	if status.Code(err) == codes.Unimplemented {
+		return nil
+	}
+	if err != nil {
+		return &TransportError{Op: "CloseSession", Err: err}
+	}
+	if e := ErrorFromProto(res.GetError()); e != nil {
+		return e
+	}
+	return nil
+}
+
 // hostServer serves the HostService to one plugin.
 type hostServer struct {
 	pb.UnimplementedHostServiceServer
@@ -255,4 +283,37 @@ func (s *hostServer) SetState(ctx context.Context, req *pb.SetStateRequest) (*pb
 	}
 	err := s.host.SetState(ctx, req.GetConnectionId(), req.GetKey(), req.GetValue())
 	return &pb.SetStateResponse{Error: ErrorToProto(err)}, nil
+}
+
+func (s *hostServer) UpdateSession(ctx context.Context, req *pb.UpdateSessionRequest) (*pb.UpdateSessionResponse, error) {
+	u := sdk.SessionUpdate{
+		State:       sdk.SessionState(req.GetState()),
+		Reason:      req.GetReason(),
+		RetryAt:     timeFromProto(req.GetRetryAt()),
+		BannedUntil: timeFromProto(req.GetBannedUntil()),
+		QRCode:      req.GetQrCode(),
+		QRExpiresAt: timeFromProto(req.GetQrExpiresAt()),
+		PairingCode: req.GetPairingCode(),
+		PhoneSeenAt: timeFromProto(req.GetPhoneSeenAt()),
+	}
+	if a := req.GetAccount(); a != nil {
+		u.Account = &sdk.SessionAccount{Phone: a.GetPhone(), JID: a.GetJid(), LID: a.GetLid(), PushName: a.GetPushName(), Platform: a.GetPlatform()}
+	}
+	if err := validateSessionUpdate(u); err != nil {
+		return &pb.UpdateSessionResponse{Error: ErrorToProto(err)}, nil
+	}
+	err := s.host.UpdateSession(ctx, req.GetConnectionId(), u)
+	return &pb.UpdateSessionResponse{Error: ErrorToProto(err)}, nil
+}
+
+func (s *hostServer) Signal(ctx context.Context, req *pb.SignalRequest) (*pb.SignalResponse, error) {
+	sig := sdk.Signal{Kind: req.GetKind(), Payload: nilIfEmpty(req.GetPayload()), At: timeFromProto(req.GetAt())}
+	if sig.Kind == "" {
+		return &pb.SignalResponse{Error: ErrorToProto(sdk.Invalid("a signal needs a kind"))}, nil
+	}
+	if len(sig.Payload) > 0 && !json.Valid(sig.Payload) {
+		return &pb.SignalResponse{Error: ErrorToProto(sdk.Invalid("signal %s: payload is not JSON", sig.Kind))}, nil
+	}
+	err := s.host.Signal(ctx, req.GetConnectionId(), sig)
+	return &pb.SignalResponse{Error: ErrorToProto(err)}, nil
 }

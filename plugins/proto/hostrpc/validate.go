@@ -76,3 +76,20 @@ func (v *ParamValidator) Validate(action string, params json.RawMessage) error {
 	}
 	return nil
 }
+
+// validateSessionUpdate refuses a session report the host cannot record.
+func validateSessionUpdate(u sdk.SessionUpdate) error {
+	switch u.State {
+	case sdk.SessionPairing, sdk.SessionConnecting, sdk.SessionConnected, sdk.SessionDisconnected,
+		sdk.SessionLoggedOut, sdk.SessionBanned, sdk.SessionTemporarilyBanned:
+	default:
+		return sdk.Invalid("unknown session state %q", u.State)
+	}
+	if len(u.Reason) > 500 {
+		return sdk.Invalid("session reason longer than 500 bytes")
+	}
+	if len(u.QRCode) > 2000 {
+		return sdk.Invalid("QR code longer than 2000 bytes")
+	}
+	return nil
+}

@@ -377,7 +377,10 @@ type Manifest struct {
 	PollIntervalMs int64 `protobuf:"varint,10,opt,name=poll_interval_ms,json=pollIntervalMs,proto3" json:"poll_interval_ms,omitempty"`
 	// True when the connector sets connections up at the provider: the host
 	// calls Connect and Disconnect only for such connectors. Set by the SDK.
-	Lifecycle     bool `protobuf:"varint,11,opt,name=lifecycle,proto3" json:"lifecycle,omitempty"`
+	Lifecycle bool `protobuf:"varint,11,opt,name=lifecycle,proto3" json:"lifecycle,omitempty"`
+	// True when the connector holds long-lived sessions: the host calls
+	// OpenSession and CloseSession. Set by the SDK.
+	Sessions      bool `protobuf:"varint,12,opt,name=sessions,proto3" json:"sessions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -485,6 +488,13 @@ func (x *Manifest) GetPollIntervalMs() int64 {
 func (x *Manifest) GetLifecycle() bool {
 	if x != nil {
 		return x.Lifecycle
+	}
+	return false
+}
+
+func (x *Manifest) GetSessions() bool {
+	if x != nil {
+		return x.Sessions
 	}
 	return false
 }
@@ -2004,6 +2014,533 @@ func (x *DisconnectResponse) GetError() *Error {
 	return nil
 }
 
+type OpenSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Connection    *Connection            `protobuf:"bytes,1,opt,name=connection,proto3" json:"connection,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenSessionRequest) Reset() {
+	*x = OpenSessionRequest{}
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenSessionRequest) ProtoMessage() {}
+
+func (x *OpenSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenSessionRequest.ProtoReflect.Descriptor instead.
+func (*OpenSessionRequest) Descriptor() ([]byte, []int) {
+	return file_ponte_connector_v1_connector_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *OpenSessionRequest) GetConnection() *Connection {
+	if x != nil {
+		return x.Connection
+	}
+	return nil
+}
+
+type OpenSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *OpenSessionResponse) Reset() {
+	*x = OpenSessionResponse{}
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *OpenSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*OpenSessionResponse) ProtoMessage() {}
+
+func (x *OpenSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use OpenSessionResponse.ProtoReflect.Descriptor instead.
+func (*OpenSessionResponse) Descriptor() ([]byte, []int) {
+	return file_ponte_connector_v1_connector_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *OpenSessionResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type CloseSessionRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ConnectionId  string                 `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseSessionRequest) Reset() {
+	*x = CloseSessionRequest{}
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseSessionRequest) ProtoMessage() {}
+
+func (x *CloseSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseSessionRequest.ProtoReflect.Descriptor instead.
+func (*CloseSessionRequest) Descriptor() ([]byte, []int) {
+	return file_ponte_connector_v1_connector_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *CloseSessionRequest) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+type CloseSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CloseSessionResponse) Reset() {
+	*x = CloseSessionResponse{}
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CloseSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CloseSessionResponse) ProtoMessage() {}
+
+func (x *CloseSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CloseSessionResponse.ProtoReflect.Descriptor instead.
+func (*CloseSessionResponse) Descriptor() ([]byte, []int) {
+	return file_ponte_connector_v1_connector_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CloseSessionResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type SessionAccount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Phone         string                 `protobuf:"bytes,1,opt,name=phone,proto3" json:"phone,omitempty"`
+	Jid           string                 `protobuf:"bytes,2,opt,name=jid,proto3" json:"jid,omitempty"`
+	Lid           string                 `protobuf:"bytes,3,opt,name=lid,proto3" json:"lid,omitempty"`
+	PushName      string                 `protobuf:"bytes,4,opt,name=push_name,json=pushName,proto3" json:"push_name,omitempty"`
+	Platform      string                 `protobuf:"bytes,5,opt,name=platform,proto3" json:"platform,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SessionAccount) Reset() {
+	*x = SessionAccount{}
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SessionAccount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SessionAccount) ProtoMessage() {}
+
+func (x *SessionAccount) ProtoReflect() protoreflect.Message {
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SessionAccount.ProtoReflect.Descriptor instead.
+func (*SessionAccount) Descriptor() ([]byte, []int) {
+	return file_ponte_connector_v1_connector_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *SessionAccount) GetPhone() string {
+	if x != nil {
+		return x.Phone
+	}
+	return ""
+}
+
+func (x *SessionAccount) GetJid() string {
+	if x != nil {
+		return x.Jid
+	}
+	return ""
+}
+
+func (x *SessionAccount) GetLid() string {
+	if x != nil {
+		return x.Lid
+	}
+	return ""
+}
+
+func (x *SessionAccount) GetPushName() string {
+	if x != nil {
+		return x.PushName
+	}
+	return ""
+}
+
+func (x *SessionAccount) GetPlatform() string {
+	if x != nil {
+		return x.Platform
+	}
+	return ""
+}
+
+type UpdateSessionRequest struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ConnectionId string                 `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	// One of pairing, connecting, connected, disconnected, logged_out, banned,
+	// temporarily_banned.
+	State         string                 `protobuf:"bytes,2,opt,name=state,proto3" json:"state,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	RetryAt       *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=retry_at,json=retryAt,proto3" json:"retry_at,omitempty"`
+	BannedUntil   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=banned_until,json=bannedUntil,proto3" json:"banned_until,omitempty"`
+	QrCode        string                 `protobuf:"bytes,6,opt,name=qr_code,json=qrCode,proto3" json:"qr_code,omitempty"`
+	QrExpiresAt   *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=qr_expires_at,json=qrExpiresAt,proto3" json:"qr_expires_at,omitempty"`
+	PairingCode   string                 `protobuf:"bytes,8,opt,name=pairing_code,json=pairingCode,proto3" json:"pairing_code,omitempty"`
+	Account       *SessionAccount        `protobuf:"bytes,9,opt,name=account,proto3" json:"account,omitempty"`
+	PhoneSeenAt   *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=phone_seen_at,json=phoneSeenAt,proto3" json:"phone_seen_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSessionRequest) Reset() {
+	*x = UpdateSessionRequest{}
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSessionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSessionRequest) ProtoMessage() {}
+
+func (x *UpdateSessionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSessionRequest.ProtoReflect.Descriptor instead.
+func (*UpdateSessionRequest) Descriptor() ([]byte, []int) {
+	return file_ponte_connector_v1_connector_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *UpdateSessionRequest) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *UpdateSessionRequest) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *UpdateSessionRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *UpdateSessionRequest) GetRetryAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RetryAt
+	}
+	return nil
+}
+
+func (x *UpdateSessionRequest) GetBannedUntil() *timestamppb.Timestamp {
+	if x != nil {
+		return x.BannedUntil
+	}
+	return nil
+}
+
+func (x *UpdateSessionRequest) GetQrCode() string {
+	if x != nil {
+		return x.QrCode
+	}
+	return ""
+}
+
+func (x *UpdateSessionRequest) GetQrExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.QrExpiresAt
+	}
+	return nil
+}
+
+func (x *UpdateSessionRequest) GetPairingCode() string {
+	if x != nil {
+		return x.PairingCode
+	}
+	return ""
+}
+
+func (x *UpdateSessionRequest) GetAccount() *SessionAccount {
+	if x != nil {
+		return x.Account
+	}
+	return nil
+}
+
+func (x *UpdateSessionRequest) GetPhoneSeenAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PhoneSeenAt
+	}
+	return nil
+}
+
+type UpdateSessionResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateSessionResponse) Reset() {
+	*x = UpdateSessionResponse{}
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateSessionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateSessionResponse) ProtoMessage() {}
+
+func (x *UpdateSessionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateSessionResponse.ProtoReflect.Descriptor instead.
+func (*UpdateSessionResponse) Descriptor() ([]byte, []int) {
+	return file_ponte_connector_v1_connector_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *UpdateSessionResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type SignalRequest struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	ConnectionId string                 `protobuf:"bytes,1,opt,name=connection_id,json=connectionId,proto3" json:"connection_id,omitempty"`
+	Kind         string                 `protobuf:"bytes,2,opt,name=kind,proto3" json:"kind,omitempty"`
+	// A JSON object.
+	Payload       []byte                 `protobuf:"bytes,3,opt,name=payload,proto3" json:"payload,omitempty"`
+	At            *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=at,proto3" json:"at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalRequest) Reset() {
+	*x = SignalRequest{}
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalRequest) ProtoMessage() {}
+
+func (x *SignalRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalRequest.ProtoReflect.Descriptor instead.
+func (*SignalRequest) Descriptor() ([]byte, []int) {
+	return file_ponte_connector_v1_connector_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *SignalRequest) GetConnectionId() string {
+	if x != nil {
+		return x.ConnectionId
+	}
+	return ""
+}
+
+func (x *SignalRequest) GetKind() string {
+	if x != nil {
+		return x.Kind
+	}
+	return ""
+}
+
+func (x *SignalRequest) GetPayload() []byte {
+	if x != nil {
+		return x.Payload
+	}
+	return nil
+}
+
+func (x *SignalRequest) GetAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.At
+	}
+	return nil
+}
+
+type SignalResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *Error                 `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SignalResponse) Reset() {
+	*x = SignalResponse{}
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SignalResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SignalResponse) ProtoMessage() {}
+
+func (x *SignalResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ponte_connector_v1_connector_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SignalResponse.ProtoReflect.Descriptor instead.
+func (*SignalResponse) Descriptor() ([]byte, []int) {
+	return file_ponte_connector_v1_connector_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *SignalResponse) GetError() *Error {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 var File_ponte_connector_v1_connector_proto protoreflect.FileDescriptor
 
 const file_ponte_connector_v1_connector_proto_rawDesc = "" +
@@ -2021,7 +2558,7 @@ const file_ponte_connector_v1_connector_proto_rawDesc = "" +
 	"\x05error\x18\x01 \x01(\v2\x19.ponte.connector.v1.ErrorR\x05error\"\x14\n" +
 	"\x12GetManifestRequest\"O\n" +
 	"\x13GetManifestResponse\x128\n" +
-	"\bmanifest\x18\x01 \x01(\v2\x1c.ponte.connector.v1.ManifestR\bmanifest\"\xb2\x03\n" +
+	"\bmanifest\x18\x01 \x01(\v2\x1c.ponte.connector.v1.ManifestR\bmanifest\"\xce\x03\n" +
 	"\bManifest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12!\n" +
@@ -2034,7 +2571,8 @@ const file_ponte_connector_v1_connector_proto_rawDesc = "" +
 	"\bwebhooks\x18\t \x01(\bR\bwebhooks\x12(\n" +
 	"\x10poll_interval_ms\x18\n" +
 	" \x01(\x03R\x0epollIntervalMs\x12\x1c\n" +
-	"\tlifecycle\x18\v \x01(\bR\tlifecycle\"\xdc\x01\n" +
+	"\tlifecycle\x18\v \x01(\bR\tlifecycle\x12\x1a\n" +
+	"\bsessions\x18\f \x01(\bR\bsessions\"\xdc\x01\n" +
 	"\vConfigField\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12 \n" +
@@ -2156,6 +2694,43 @@ const file_ponte_connector_v1_connector_proto_rawDesc = "" +
 	"connection\x18\x01 \x01(\v2\x1e.ponte.connector.v1.ConnectionR\n" +
 	"connection\"E\n" +
 	"\x12DisconnectResponse\x12/\n" +
+	"\x05error\x18\x01 \x01(\v2\x19.ponte.connector.v1.ErrorR\x05error\"T\n" +
+	"\x12OpenSessionRequest\x12>\n" +
+	"\n" +
+	"connection\x18\x01 \x01(\v2\x1e.ponte.connector.v1.ConnectionR\n" +
+	"connection\"F\n" +
+	"\x13OpenSessionResponse\x12/\n" +
+	"\x05error\x18\x01 \x01(\v2\x19.ponte.connector.v1.ErrorR\x05error\":\n" +
+	"\x13CloseSessionRequest\x12#\n" +
+	"\rconnection_id\x18\x01 \x01(\tR\fconnectionId\"G\n" +
+	"\x14CloseSessionResponse\x12/\n" +
+	"\x05error\x18\x01 \x01(\v2\x19.ponte.connector.v1.ErrorR\x05error\"\x83\x01\n" +
+	"\x0eSessionAccount\x12\x14\n" +
+	"\x05phone\x18\x01 \x01(\tR\x05phone\x12\x10\n" +
+	"\x03jid\x18\x02 \x01(\tR\x03jid\x12\x10\n" +
+	"\x03lid\x18\x03 \x01(\tR\x03lid\x12\x1b\n" +
+	"\tpush_name\x18\x04 \x01(\tR\bpushName\x12\x1a\n" +
+	"\bplatform\x18\x05 \x01(\tR\bplatform\"\xd9\x03\n" +
+	"\x14UpdateSessionRequest\x12#\n" +
+	"\rconnection_id\x18\x01 \x01(\tR\fconnectionId\x12\x14\n" +
+	"\x05state\x18\x02 \x01(\tR\x05state\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\x125\n" +
+	"\bretry_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\aretryAt\x12=\n" +
+	"\fbanned_until\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vbannedUntil\x12\x17\n" +
+	"\aqr_code\x18\x06 \x01(\tR\x06qrCode\x12>\n" +
+	"\rqr_expires_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\vqrExpiresAt\x12!\n" +
+	"\fpairing_code\x18\b \x01(\tR\vpairingCode\x12<\n" +
+	"\aaccount\x18\t \x01(\v2\".ponte.connector.v1.SessionAccountR\aaccount\x12>\n" +
+	"\rphone_seen_at\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\vphoneSeenAt\"H\n" +
+	"\x15UpdateSessionResponse\x12/\n" +
+	"\x05error\x18\x01 \x01(\v2\x19.ponte.connector.v1.ErrorR\x05error\"\x8e\x01\n" +
+	"\rSignalRequest\x12#\n" +
+	"\rconnection_id\x18\x01 \x01(\tR\fconnectionId\x12\x12\n" +
+	"\x04kind\x18\x02 \x01(\tR\x04kind\x12\x18\n" +
+	"\apayload\x18\x03 \x01(\fR\apayload\x12*\n" +
+	"\x02at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\x02at\"A\n" +
+	"\x0eSignalResponse\x12/\n" +
 	"\x05error\x18\x01 \x01(\v2\x19.ponte.connector.v1.ErrorR\x05error*\xbf\x01\n" +
 	"\tErrorKind\x12\x1a\n" +
 	"\x16ERROR_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
@@ -2164,7 +2739,7 @@ const file_ponte_connector_v1_connector_proto_rawDesc = "" +
 	"\x14ERROR_KIND_NOT_FOUND\x10\x03\x12\x1b\n" +
 	"\x17ERROR_KIND_RATE_LIMITED\x10\x04\x12\x18\n" +
 	"\x14ERROR_KIND_RETRYABLE\x10\x05\x12\x18\n" +
-	"\x14ERROR_KIND_PERMANENT\x10\x062\xc3\x05\n" +
+	"\x14ERROR_KIND_PERMANENT\x10\x062\x86\a\n" +
 	"\tConnector\x12I\n" +
 	"\x04Init\x12\x1f.ponte.connector.v1.InitRequest\x1a .ponte.connector.v1.InitResponse\x12^\n" +
 	"\vGetManifest\x12&.ponte.connector.v1.GetManifestRequest\x1a'.ponte.connector.v1.GetManifestResponse\x12d\n" +
@@ -2174,11 +2749,15 @@ const file_ponte_connector_v1_connector_proto_rawDesc = "" +
 	"\x04Poll\x12\x1f.ponte.connector.v1.PollRequest\x1a .ponte.connector.v1.PollResponse\x12R\n" +
 	"\aConnect\x12\".ponte.connector.v1.ConnectRequest\x1a#.ponte.connector.v1.ConnectResponse\x12[\n" +
 	"\n" +
-	"Disconnect\x12%.ponte.connector.v1.DisconnectRequest\x1a&.ponte.connector.v1.DisconnectResponse2\x86\x02\n" +
+	"Disconnect\x12%.ponte.connector.v1.DisconnectRequest\x1a&.ponte.connector.v1.DisconnectResponse\x12^\n" +
+	"\vOpenSession\x12&.ponte.connector.v1.OpenSessionRequest\x1a'.ponte.connector.v1.OpenSessionResponse\x12a\n" +
+	"\fCloseSession\x12'.ponte.connector.v1.CloseSessionRequest\x1a(.ponte.connector.v1.CloseSessionResponse2\xbd\x03\n" +
 	"\vHostService\x12I\n" +
 	"\x04Emit\x12\x1f.ponte.connector.v1.EmitRequest\x1a .ponte.connector.v1.EmitResponse\x12U\n" +
 	"\bGetState\x12#.ponte.connector.v1.GetStateRequest\x1a$.ponte.connector.v1.GetStateResponse\x12U\n" +
-	"\bSetState\x12#.ponte.connector.v1.SetStateRequest\x1a$.ponte.connector.v1.SetStateResponseBIZGgithub.com/ponte-hub/ponte/plugins/proto/ponte/connector/v1;connectorv1b\x06proto3"
+	"\bSetState\x12#.ponte.connector.v1.SetStateRequest\x1a$.ponte.connector.v1.SetStateResponse\x12d\n" +
+	"\rUpdateSession\x12(.ponte.connector.v1.UpdateSessionRequest\x1a).ponte.connector.v1.UpdateSessionResponse\x12O\n" +
+	"\x06Signal\x12!.ponte.connector.v1.SignalRequest\x1a\".ponte.connector.v1.SignalResponseBIZGgithub.com/ponte-hub/ponte/plugins/proto/ponte/connector/v1;connectorv1b\x06proto3"
 
 var (
 	file_ponte_connector_v1_connector_proto_rawDescOnce sync.Once
@@ -2193,7 +2772,7 @@ func file_ponte_connector_v1_connector_proto_rawDescGZIP() []byte {
 }
 
 var file_ponte_connector_v1_connector_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_ponte_connector_v1_connector_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_ponte_connector_v1_connector_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_ponte_connector_v1_connector_proto_goTypes = []any{
 	(ErrorKind)(0),                // 0: ponte.connector.v1.ErrorKind
 	(*Error)(nil),                 // 1: ponte.connector.v1.Error
@@ -2228,10 +2807,19 @@ var file_ponte_connector_v1_connector_proto_goTypes = []any{
 	(*ConnectResponse)(nil),       // 30: ponte.connector.v1.ConnectResponse
 	(*DisconnectRequest)(nil),     // 31: ponte.connector.v1.DisconnectRequest
 	(*DisconnectResponse)(nil),    // 32: ponte.connector.v1.DisconnectResponse
-	nil,                           // 33: ponte.connector.v1.WebhookRequest.HeadersEntry
-	nil,                           // 34: ponte.connector.v1.HTTPResponse.HeadersEntry
-	nil,                           // 35: ponte.connector.v1.Event.CorrelationEntry
-	(*timestamppb.Timestamp)(nil), // 36: google.protobuf.Timestamp
+	(*OpenSessionRequest)(nil),    // 33: ponte.connector.v1.OpenSessionRequest
+	(*OpenSessionResponse)(nil),   // 34: ponte.connector.v1.OpenSessionResponse
+	(*CloseSessionRequest)(nil),   // 35: ponte.connector.v1.CloseSessionRequest
+	(*CloseSessionResponse)(nil),  // 36: ponte.connector.v1.CloseSessionResponse
+	(*SessionAccount)(nil),        // 37: ponte.connector.v1.SessionAccount
+	(*UpdateSessionRequest)(nil),  // 38: ponte.connector.v1.UpdateSessionRequest
+	(*UpdateSessionResponse)(nil), // 39: ponte.connector.v1.UpdateSessionResponse
+	(*SignalRequest)(nil),         // 40: ponte.connector.v1.SignalRequest
+	(*SignalResponse)(nil),        // 41: ponte.connector.v1.SignalResponse
+	nil,                           // 42: ponte.connector.v1.WebhookRequest.HeadersEntry
+	nil,                           // 43: ponte.connector.v1.HTTPResponse.HeadersEntry
+	nil,                           // 44: ponte.connector.v1.Event.CorrelationEntry
+	(*timestamppb.Timestamp)(nil), // 45: google.protobuf.Timestamp
 }
 var file_ponte_connector_v1_connector_proto_depIdxs = []int32{
 	0,  // 0: ponte.connector.v1.Error.kind:type_name -> ponte.connector.v1.ErrorKind
@@ -2240,11 +2828,11 @@ var file_ponte_connector_v1_connector_proto_depIdxs = []int32{
 	7,  // 3: ponte.connector.v1.Manifest.config:type_name -> ponte.connector.v1.ConfigField
 	8,  // 4: ponte.connector.v1.Manifest.events:type_name -> ponte.connector.v1.EventType
 	9,  // 5: ponte.connector.v1.Manifest.actions:type_name -> ponte.connector.v1.Action
-	33, // 6: ponte.connector.v1.WebhookRequest.headers:type_name -> ponte.connector.v1.WebhookRequest.HeadersEntry
-	36, // 7: ponte.connector.v1.WebhookRequest.received_at:type_name -> google.protobuf.Timestamp
-	34, // 8: ponte.connector.v1.HTTPResponse.headers:type_name -> ponte.connector.v1.HTTPResponse.HeadersEntry
-	36, // 9: ponte.connector.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
-	35, // 10: ponte.connector.v1.Event.correlation:type_name -> ponte.connector.v1.Event.CorrelationEntry
+	42, // 6: ponte.connector.v1.WebhookRequest.headers:type_name -> ponte.connector.v1.WebhookRequest.HeadersEntry
+	45, // 7: ponte.connector.v1.WebhookRequest.received_at:type_name -> google.protobuf.Timestamp
+	43, // 8: ponte.connector.v1.HTTPResponse.headers:type_name -> ponte.connector.v1.HTTPResponse.HeadersEntry
+	45, // 9: ponte.connector.v1.Event.occurred_at:type_name -> google.protobuf.Timestamp
+	44, // 10: ponte.connector.v1.Event.correlation:type_name -> ponte.connector.v1.Event.CorrelationEntry
 	10, // 11: ponte.connector.v1.HandleWebhookRequest.connection:type_name -> ponte.connector.v1.Connection
 	12, // 12: ponte.connector.v1.HandleWebhookRequest.request:type_name -> ponte.connector.v1.WebhookRequest
 	14, // 13: ponte.connector.v1.HandleWebhookResponse.events:type_name -> ponte.connector.v1.Event
@@ -2267,34 +2855,53 @@ var file_ponte_connector_v1_connector_proto_depIdxs = []int32{
 	1,  // 30: ponte.connector.v1.ConnectResponse.error:type_name -> ponte.connector.v1.Error
 	10, // 31: ponte.connector.v1.DisconnectRequest.connection:type_name -> ponte.connector.v1.Connection
 	1,  // 32: ponte.connector.v1.DisconnectResponse.error:type_name -> ponte.connector.v1.Error
-	11, // 33: ponte.connector.v1.WebhookRequest.HeadersEntry.value:type_name -> ponte.connector.v1.HeaderValues
-	2,  // 34: ponte.connector.v1.Connector.Init:input_type -> ponte.connector.v1.InitRequest
-	4,  // 35: ponte.connector.v1.Connector.GetManifest:input_type -> ponte.connector.v1.GetManifestRequest
-	15, // 36: ponte.connector.v1.Connector.HandleWebhook:input_type -> ponte.connector.v1.HandleWebhookRequest
-	17, // 37: ponte.connector.v1.Connector.Handshake:input_type -> ponte.connector.v1.HandshakeRequest
-	19, // 38: ponte.connector.v1.Connector.Invoke:input_type -> ponte.connector.v1.InvokeRequest
-	21, // 39: ponte.connector.v1.Connector.Poll:input_type -> ponte.connector.v1.PollRequest
-	29, // 40: ponte.connector.v1.Connector.Connect:input_type -> ponte.connector.v1.ConnectRequest
-	31, // 41: ponte.connector.v1.Connector.Disconnect:input_type -> ponte.connector.v1.DisconnectRequest
-	23, // 42: ponte.connector.v1.HostService.Emit:input_type -> ponte.connector.v1.EmitRequest
-	25, // 43: ponte.connector.v1.HostService.GetState:input_type -> ponte.connector.v1.GetStateRequest
-	27, // 44: ponte.connector.v1.HostService.SetState:input_type -> ponte.connector.v1.SetStateRequest
-	3,  // 45: ponte.connector.v1.Connector.Init:output_type -> ponte.connector.v1.InitResponse
-	5,  // 46: ponte.connector.v1.Connector.GetManifest:output_type -> ponte.connector.v1.GetManifestResponse
-	16, // 47: ponte.connector.v1.Connector.HandleWebhook:output_type -> ponte.connector.v1.HandleWebhookResponse
-	18, // 48: ponte.connector.v1.Connector.Handshake:output_type -> ponte.connector.v1.HandshakeResponse
-	20, // 49: ponte.connector.v1.Connector.Invoke:output_type -> ponte.connector.v1.InvokeResponse
-	22, // 50: ponte.connector.v1.Connector.Poll:output_type -> ponte.connector.v1.PollResponse
-	30, // 51: ponte.connector.v1.Connector.Connect:output_type -> ponte.connector.v1.ConnectResponse
-	32, // 52: ponte.connector.v1.Connector.Disconnect:output_type -> ponte.connector.v1.DisconnectResponse
-	24, // 53: ponte.connector.v1.HostService.Emit:output_type -> ponte.connector.v1.EmitResponse
-	26, // 54: ponte.connector.v1.HostService.GetState:output_type -> ponte.connector.v1.GetStateResponse
-	28, // 55: ponte.connector.v1.HostService.SetState:output_type -> ponte.connector.v1.SetStateResponse
-	45, // [45:56] is the sub-list for method output_type
-	34, // [34:45] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	10, // 33: ponte.connector.v1.OpenSessionRequest.connection:type_name -> ponte.connector.v1.Connection
+	1,  // 34: ponte.connector.v1.OpenSessionResponse.error:type_name -> ponte.connector.v1.Error
+	1,  // 35: ponte.connector.v1.CloseSessionResponse.error:type_name -> ponte.connector.v1.Error
+	45, // 36: ponte.connector.v1.UpdateSessionRequest.retry_at:type_name -> google.protobuf.Timestamp
+	45, // 37: ponte.connector.v1.UpdateSessionRequest.banned_until:type_name -> google.protobuf.Timestamp
+	45, // 38: ponte.connector.v1.UpdateSessionRequest.qr_expires_at:type_name -> google.protobuf.Timestamp
+	37, // 39: ponte.connector.v1.UpdateSessionRequest.account:type_name -> ponte.connector.v1.SessionAccount
+	45, // 40: ponte.connector.v1.UpdateSessionRequest.phone_seen_at:type_name -> google.protobuf.Timestamp
+	1,  // 41: ponte.connector.v1.UpdateSessionResponse.error:type_name -> ponte.connector.v1.Error
+	45, // 42: ponte.connector.v1.SignalRequest.at:type_name -> google.protobuf.Timestamp
+	1,  // 43: ponte.connector.v1.SignalResponse.error:type_name -> ponte.connector.v1.Error
+	11, // 44: ponte.connector.v1.WebhookRequest.HeadersEntry.value:type_name -> ponte.connector.v1.HeaderValues
+	2,  // 45: ponte.connector.v1.Connector.Init:input_type -> ponte.connector.v1.InitRequest
+	4,  // 46: ponte.connector.v1.Connector.GetManifest:input_type -> ponte.connector.v1.GetManifestRequest
+	15, // 47: ponte.connector.v1.Connector.HandleWebhook:input_type -> ponte.connector.v1.HandleWebhookRequest
+	17, // 48: ponte.connector.v1.Connector.Handshake:input_type -> ponte.connector.v1.HandshakeRequest
+	19, // 49: ponte.connector.v1.Connector.Invoke:input_type -> ponte.connector.v1.InvokeRequest
+	21, // 50: ponte.connector.v1.Connector.Poll:input_type -> ponte.connector.v1.PollRequest
+	29, // 51: ponte.connector.v1.Connector.Connect:input_type -> ponte.connector.v1.ConnectRequest
+	31, // 52: ponte.connector.v1.Connector.Disconnect:input_type -> ponte.connector.v1.DisconnectRequest
+	33, // 53: ponte.connector.v1.Connector.OpenSession:input_type -> ponte.connector.v1.OpenSessionRequest
+	35, // 54: ponte.connector.v1.Connector.CloseSession:input_type -> ponte.connector.v1.CloseSessionRequest
+	23, // 55: ponte.connector.v1.HostService.Emit:input_type -> ponte.connector.v1.EmitRequest
+	25, // 56: ponte.connector.v1.HostService.GetState:input_type -> ponte.connector.v1.GetStateRequest
+	27, // 57: ponte.connector.v1.HostService.SetState:input_type -> ponte.connector.v1.SetStateRequest
+	38, // 58: ponte.connector.v1.HostService.UpdateSession:input_type -> ponte.connector.v1.UpdateSessionRequest
+	40, // 59: ponte.connector.v1.HostService.Signal:input_type -> ponte.connector.v1.SignalRequest
+	3,  // 60: ponte.connector.v1.Connector.Init:output_type -> ponte.connector.v1.InitResponse
+	5,  // 61: ponte.connector.v1.Connector.GetManifest:output_type -> ponte.connector.v1.GetManifestResponse
+	16, // 62: ponte.connector.v1.Connector.HandleWebhook:output_type -> ponte.connector.v1.HandleWebhookResponse
+	18, // 63: ponte.connector.v1.Connector.Handshake:output_type -> ponte.connector.v1.HandshakeResponse
+	20, // 64: ponte.connector.v1.Connector.Invoke:output_type -> ponte.connector.v1.InvokeResponse
+	22, // 65: ponte.connector.v1.Connector.Poll:output_type -> ponte.connector.v1.PollResponse
+	30, // 66: ponte.connector.v1.Connector.Connect:output_type -> ponte.connector.v1.ConnectResponse
+	32, // 67: ponte.connector.v1.Connector.Disconnect:output_type -> ponte.connector.v1.DisconnectResponse
+	34, // 68: ponte.connector.v1.Connector.OpenSession:output_type -> ponte.connector.v1.OpenSessionResponse
+	36, // 69: ponte.connector.v1.Connector.CloseSession:output_type -> ponte.connector.v1.CloseSessionResponse
+	24, // 70: ponte.connector.v1.HostService.Emit:output_type -> ponte.connector.v1.EmitResponse
+	26, // 71: ponte.connector.v1.HostService.GetState:output_type -> ponte.connector.v1.GetStateResponse
+	28, // 72: ponte.connector.v1.HostService.SetState:output_type -> ponte.connector.v1.SetStateResponse
+	39, // 73: ponte.connector.v1.HostService.UpdateSession:output_type -> ponte.connector.v1.UpdateSessionResponse
+	41, // 74: ponte.connector.v1.HostService.Signal:output_type -> ponte.connector.v1.SignalResponse
+	60, // [60:75] is the sub-list for method output_type
+	45, // [45:60] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_ponte_connector_v1_connector_proto_init() }
@@ -2308,7 +2915,7 @@ func file_ponte_connector_v1_connector_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ponte_connector_v1_connector_proto_rawDesc), len(file_ponte_connector_v1_connector_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

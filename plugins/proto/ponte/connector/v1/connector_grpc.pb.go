@@ -44,6 +44,8 @@ const (
 	Connector_Poll_FullMethodName          = "/ponte.connector.v1.Connector/Poll"
 	Connector_Connect_FullMethodName       = "/ponte.connector.v1.Connector/Connect"
 	Connector_Disconnect_FullMethodName    = "/ponte.connector.v1.Connector/Disconnect"
+	Connector_OpenSession_FullMethodName   = "/ponte.connector.v1.Connector/OpenSession"
+	Connector_CloseSession_FullMethodName  = "/ponte.connector.v1.Connector/CloseSession"
 )
 
 // ConnectorClient is the client API for Connector service.
@@ -70,6 +72,11 @@ type ConnectorClient interface {
 	Connect(ctx context.Context, in *ConnectRequest, opts ...grpc.CallOption) (*ConnectResponse, error)
 	// Disconnect removes what Connect set up; idempotent.
 	Disconnect(ctx context.Context, in *DisconnectRequest, opts ...grpc.CallOption) (*DisconnectResponse, error)
+	// OpenSession starts holding a connection's long-lived session in this
+	// plugin process (connectors with manifest.sessions); idempotent.
+	OpenSession(ctx context.Context, in *OpenSessionRequest, opts ...grpc.CallOption) (*OpenSessionResponse, error)
+	// CloseSession stops holding it without logging out; idempotent.
+	CloseSession(ctx context.Context, in *CloseSessionRequest, opts ...grpc.CallOption) (*CloseSessionResponse, error)
 }
 
 type connectorClient struct {
@@ -160,6 +167,26 @@ func (c *connectorClient) Disconnect(ctx context.Context, in *DisconnectRequest,
 	return out, nil
 }
 
+func (c *connectorClient) OpenSession(ctx context.Context, in *OpenSessionRequest, opts ...grpc.CallOption) (*OpenSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(OpenSessionResponse)
+	err := c.cc.Invoke(ctx, Connector_OpenSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *connectorClient) CloseSession(ctx context.Context, in *CloseSessionRequest, opts ...grpc.CallOption) (*CloseSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CloseSessionResponse)
+	err := c.cc.Invoke(ctx, Connector_CloseSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ConnectorServer is the server API for Connector service.
 // All implementations must embed UnimplementedConnectorServer
 // for forward compatibility.
@@ -184,6 +211,11 @@ type ConnectorServer interface {
 	Connect(context.Context, *ConnectRequest) (*ConnectResponse, error)
 	// Disconnect removes what Connect set up; idempotent.
 	Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error)
+	// OpenSession starts holding a connection's long-lived session in this
+	// plugin process (connectors with manifest.sessions); idempotent.
+	OpenSession(context.Context, *OpenSessionRequest) (*OpenSessionResponse, error)
+	// CloseSession stops holding it without logging out; idempotent.
+	CloseSession(context.Context, *CloseSessionRequest) (*CloseSessionResponse, error)
 	mustEmbedUnimplementedConnectorServer()
 }
 
@@ -217,6 +249,12 @@ func (UnimplementedConnectorServer) Connect(context.Context, *ConnectRequest) (*
 }
 func (UnimplementedConnectorServer) Disconnect(context.Context, *DisconnectRequest) (*DisconnectResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Disconnect not implemented")
+}
+func (UnimplementedConnectorServer) OpenSession(context.Context, *OpenSessionRequest) (*OpenSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method OpenSession not implemented")
+}
+func (UnimplementedConnectorServer) CloseSession(context.Context, *CloseSessionRequest) (*CloseSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CloseSession not implemented")
 }
 func (UnimplementedConnectorServer) mustEmbedUnimplementedConnectorServer() {}
 func (UnimplementedConnectorServer) testEmbeddedByValue()                   {}
@@ -383,6 +421,42 @@ func _Connector_Disconnect_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Connector_OpenSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OpenSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectorServer).OpenSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Connector_OpenSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectorServer).OpenSession(ctx, req.(*OpenSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Connector_CloseSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CloseSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ConnectorServer).CloseSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Connector_CloseSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ConnectorServer).CloseSession(ctx, req.(*CloseSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Connector_ServiceDesc is the grpc.ServiceDesc for Connector service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -422,15 +496,25 @@ var Connector_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Disconnect",
 			Handler:    _Connector_Disconnect_Handler,
 		},
+		{
+			MethodName: "OpenSession",
+			Handler:    _Connector_OpenSession_Handler,
+		},
+		{
+			MethodName: "CloseSession",
+			Handler:    _Connector_CloseSession_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "ponte/connector/v1/connector.proto",
 }
 
 const (
-	HostService_Emit_FullMethodName     = "/ponte.connector.v1.HostService/Emit"
-	HostService_GetState_FullMethodName = "/ponte.connector.v1.HostService/GetState"
-	HostService_SetState_FullMethodName = "/ponte.connector.v1.HostService/SetState"
+	HostService_Emit_FullMethodName          = "/ponte.connector.v1.HostService/Emit"
+	HostService_GetState_FullMethodName      = "/ponte.connector.v1.HostService/GetState"
+	HostService_SetState_FullMethodName      = "/ponte.connector.v1.HostService/SetState"
+	HostService_UpdateSession_FullMethodName = "/ponte.connector.v1.HostService/UpdateSession"
+	HostService_Signal_FullMethodName        = "/ponte.connector.v1.HostService/Signal"
 )
 
 // HostServiceClient is the client API for HostService service.
@@ -448,6 +532,10 @@ type HostServiceClient interface {
 	GetState(ctx context.Context, in *GetStateRequest, opts ...grpc.CallOption) (*GetStateResponse, error)
 	// SetState writes a small per-connection value.
 	SetState(ctx context.Context, in *SetStateRequest, opts ...grpc.CallOption) (*SetStateResponse, error)
+	// UpdateSession reports a session's state.
+	UpdateSession(ctx context.Context, in *UpdateSessionRequest, opts ...grpc.CallOption) (*UpdateSessionResponse, error)
+	// Signal relays a short-lived notice of a session; not stored.
+	Signal(ctx context.Context, in *SignalRequest, opts ...grpc.CallOption) (*SignalResponse, error)
 }
 
 type hostServiceClient struct {
@@ -488,6 +576,26 @@ func (c *hostServiceClient) SetState(ctx context.Context, in *SetStateRequest, o
 	return out, nil
 }
 
+func (c *hostServiceClient) UpdateSession(ctx context.Context, in *UpdateSessionRequest, opts ...grpc.CallOption) (*UpdateSessionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateSessionResponse)
+	err := c.cc.Invoke(ctx, HostService_UpdateSession_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *hostServiceClient) Signal(ctx context.Context, in *SignalRequest, opts ...grpc.CallOption) (*SignalResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SignalResponse)
+	err := c.cc.Invoke(ctx, HostService_Signal_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // HostServiceServer is the server API for HostService service.
 // All implementations must embed UnimplementedHostServiceServer
 // for forward compatibility.
@@ -503,6 +611,10 @@ type HostServiceServer interface {
 	GetState(context.Context, *GetStateRequest) (*GetStateResponse, error)
 	// SetState writes a small per-connection value.
 	SetState(context.Context, *SetStateRequest) (*SetStateResponse, error)
+	// UpdateSession reports a session's state.
+	UpdateSession(context.Context, *UpdateSessionRequest) (*UpdateSessionResponse, error)
+	// Signal relays a short-lived notice of a session; not stored.
+	Signal(context.Context, *SignalRequest) (*SignalResponse, error)
 	mustEmbedUnimplementedHostServiceServer()
 }
 
@@ -521,6 +633,12 @@ func (UnimplementedHostServiceServer) GetState(context.Context, *GetStateRequest
 }
 func (UnimplementedHostServiceServer) SetState(context.Context, *SetStateRequest) (*SetStateResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SetState not implemented")
+}
+func (UnimplementedHostServiceServer) UpdateSession(context.Context, *UpdateSessionRequest) (*UpdateSessionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateSession not implemented")
+}
+func (UnimplementedHostServiceServer) Signal(context.Context, *SignalRequest) (*SignalResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Signal not implemented")
 }
 func (UnimplementedHostServiceServer) mustEmbedUnimplementedHostServiceServer() {}
 func (UnimplementedHostServiceServer) testEmbeddedByValue()                     {}
@@ -597,6 +715,42 @@ func _HostService_SetState_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _HostService_UpdateSession_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateSessionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServiceServer).UpdateSession(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HostService_UpdateSession_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServiceServer).UpdateSession(ctx, req.(*UpdateSessionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _HostService_Signal_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SignalRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(HostServiceServer).Signal(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: HostService_Signal_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(HostServiceServer).Signal(ctx, req.(*SignalRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // HostService_ServiceDesc is the grpc.ServiceDesc for HostService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -615,6 +769,14 @@ var HostService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SetState",
 			Handler:    _HostService_SetState_Handler,
+		},
+		{
+			MethodName: "UpdateSession",
+			Handler:    _HostService_UpdateSession_Handler,
+		},
+		{
+			MethodName: "Signal",
+			Handler:    _HostService_Signal_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
