@@ -38,6 +38,9 @@ type CartRecoveryReports interface {
 // for the automations.
 const channelConnector = "cloudapi"
 
+// linkedDeviceConnector's connections (WhatsApp linked devices) send too.
+const linkedDeviceConnector = "linkeddevice"
+
 type cartRecoveryInput struct {
 	ID   string `path:"id" doc:"The shop connection's id."`
 	Body cartrecovery.Settings
@@ -193,8 +196,8 @@ func (s *server) checkChannel(ctx context.Context, id string) error {
 		return bad("no connection of this tenant has this id")
 	case err != nil:
 		return s.internal(ctx, "reading the channel connection", err)
-	case c.Connector != channelConnector:
-		return bad("must be a WhatsApp Cloud API (" + channelConnector + ") connection, not " + c.Connector)
+	case c.Connector != channelConnector && c.Connector != linkedDeviceConnector:
+		return bad("must be a WhatsApp number (a " + channelConnector + " or " + linkedDeviceConnector + " connection), not " + c.Connector)
 	case c.Status != store.StatusActive:
 		return bad("the connection is disabled")
 	}
