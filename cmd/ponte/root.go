@@ -25,6 +25,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 		newMigrateCmd(),
 		newAdminCmd(),
 		newDevCmd(),
+		newNumbersCmd(),
 		newVersionCmd(),
 	)
 	return root

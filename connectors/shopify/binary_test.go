@@ -1,7 +1,6 @@
 package shopify
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -22,23 +21,6 @@ import (
 	"github.com/ponte-hub/ponte/plugins/sdk/commerce"
 	"github.com/ponte-hub/ponte/plugins/testkit"
 )
-
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // TestIntegrationPluginBinary drives the built plugin process as the host
 // does: manifest, Connect registering subscriptions at the fake shop, a

@@ -29,6 +29,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ponte-hub/ponte/core/invoke"
 	"github.com/ponte-hub/ponte/core/pluginhost"
 	"github.com/ponte-hub/ponte/core/store"
 	"github.com/ponte-hub/ponte/plugins/sdk"
@@ -85,6 +86,11 @@ type Deps struct {
 	// Hooks is the webhook ingress, mounted at /hooks/* for GET and POST
 	// without API-key auth. Nil leaves /hooks unrouted.
 	Hooks http.Handler
+	// Internal serves the calls other nodes forward to this one (actions
+	// of the linked-device sessions it holds), mounted at
+	// invoke.InternalPath without API-key auth: the handler checks the
+	// nodes' signature itself. Nil leaves it unrouted.
+	Internal http.Handler
 	// Ready runs the readiness checks (database, Temporal, plugins) and returns
 	// each check's result by name, nil for a passing check. Nil means the
 	// process is ready whenever it is up.
@@ -127,6 +133,12 @@ type Deps struct {
 	// CartRecoveryReports computes GET /v1/reports/cart-recovery (a
 	// *cartrecovery.DB); nil leaves it unregistered.
 	CartRecoveryReports CartRecoveryReports
+	// Numbers serves the numbers operations (linked devices and Cloud API
+	// numbers, pairing); a nil Numbers.Store leaves them unregistered.
+	Numbers NumbersDeps
+	// SMS serves the SMS-compatible endpoint, Twilio's Messages resource
+	// at /2010-04-01 (a *sms.Service); nil leaves it unregistered.
+	SMS SMS
 }
 
 type server struct {
@@ -144,6 +156,9 @@ func New(deps Deps) (*gin.Engine, error) {
 	}
 	if deps.Inbox != nil && (deps.Sender == nil || deps.InboxStream == nil) {
 		return nil, errors.New("api: Inbox needs Sender and InboxStream")
+	}
+	if err := deps.Numbers.check(); err != nil {
+		return nil, err
 	}
 	publicURL, err := checkPublicURL(deps.PublicURL)
 	if err != nil {
@@ -197,8 +212,13 @@ func New(deps Deps) (*gin.Engine, error) {
 	s.registerSettings()
 	s.registerTemplates()
 	s.registerAutomations()
+	s.registerNumbers()
+	s.registerSMS()
 
 	r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(deps.Metrics, promhttp.HandlerOpts{Registry: deps.Metrics})))
+	if deps.Internal != nil {
+		r.POST(invoke.InternalPath, gin.WrapH(deps.Internal))
+	}
 	if deps.Hooks != nil {
 		hooks := gin.WrapH(deps.Hooks)
 		r.GET("/hooks/*path", hooks)

@@ -37,7 +37,7 @@ type messageTemplateBody struct {
 type sendMessageInput struct {
 	IdempotencyKey string `header:"Idempotency-Key" required:"true" minLength:"1" maxLength:"200" doc:"Required. A repeated request with the same key returns the first request's message and never sends twice."`
 	Body           struct {
-		ConnectionID string               `json:"connection_id" minLength:"1" maxLength:"100" doc:"The WhatsApp Cloud API connection (the business number) to send from."`
+		ConnectionID string               `json:"connection_id" minLength:"1" maxLength:"100" doc:"The number to send from: a WhatsApp Cloud API or linked-device connection."`
 		To           string               `json:"to,omitempty" pattern:"^\\+[1-9][0-9]{6,14}$" example:"+393331234567" doc:"The recipient's phone in E.164. Or give contact_id."`
 		ContactID    string               `json:"contact_id,omitempty" maxLength:"100"`
 		Kind         string               `json:"kind" enum:"text,media,template,interactive"`

@@ -153,8 +153,7 @@ func NewForwarder(key []byte) *Forwarder {
 // Retryable: the connector's idempotency (the ledger id as message id) makes
 // a repeat safe.
 func (f *Forwarder) Forward(ctx context.Context, ownerURL string, call Call) (json.RawMessage, error) {
-	body, err := json.Marshal(forwardedCall{TenantID: call.TenantID, ConnectionID: call.ConnectionID,
-		Action: call.Action, Params: call.Params, IdempotencyKey: call.IdempotencyKey})
+	body, err := json.Marshal(forwardedCall(call))
 	if err != nil {
 		return nil, fmt.Errorf("encoding a forwarded call: %w", err)
 	}
@@ -217,8 +216,7 @@ func InternalHandler(inv *Invoker, key []byte, log *slog.Logger) http.Handler {
 			http.Error(w, "bad call", http.StatusBadRequest)
 			return
 		}
-		out, err := inv.InvokeLocal(r.Context(), Call{TenantID: call.TenantID, ConnectionID: call.ConnectionID,
-			Action: call.Action, Params: call.Params, IdempotencyKey: call.IdempotencyKey})
+		out, err := inv.InvokeLocal(r.Context(), Call(call))
 		var ans forwardedAnswer
 		if err != nil {
 			var se *sdk.Error

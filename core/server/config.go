@@ -130,7 +130,7 @@ func ConfigFromEnv() Config {
 			CleanupAfter:     durationEnv("PONTE_SESSION_CLEANUP_AFTER"),
 			PhoneAwayWarning: durationEnv("PONTE_SESSION_PHONE_AWAY_WARNING"),
 		},
-		WorkflowCacheSize:   intEnv("PONTE_WORKFLOW_CACHE_SIZE", DefaultWorkflowCacheSize),
+		WorkflowCacheSize: intEnv("PONTE_WORKFLOW_CACHE_SIZE", DefaultWorkflowCacheSize),
 		PaymentLinkChat: paymentlink.ChatConfig{
 			LinkTemplate:         os.Getenv("PONTE_PAYMENT_LINK_TEMPLATE"),
 			LinkTemplateLanguage: envOr("PONTE_PAYMENT_LINK_TEMPLATE_LANGUAGE", "en"),

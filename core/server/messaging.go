@@ -50,6 +50,7 @@ func newMessaging(st *store.Store, invoker *invoke.Invoker, log *slog.Logger) (*
 		Consent:   messaging.ConsentService{Service: consentSvc},
 		Guard:     messaging.ConsentService{Service: consentSvc},
 		Templates: messaging.TemplateService{Service: templatesSvc},
+		Pacing:    numbersPacing{pool: pool},
 		Logger:    log.With("component", "messaging"),
 	})
 	if err != nil {

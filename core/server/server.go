@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,9 +26,12 @@ import (
 	"github.com/ponte-hub/ponte/core/ingress"
 	"github.com/ponte-hub/ponte/core/invoke"
 	"github.com/ponte-hub/ponte/core/messaging"
+	"github.com/ponte-hub/ponte/core/numbers"
 	"github.com/ponte-hub/ponte/core/pluginhost"
 	"github.com/ponte-hub/ponte/core/poller"
 	"github.com/ponte-hub/ponte/core/secrets"
+	"github.com/ponte-hub/ponte/core/sessions"
+	"github.com/ponte-hub/ponte/core/sms"
 	"github.com/ponte-hub/ponte/core/store"
 	"github.com/ponte-hub/ponte/core/templates"
 	ponteworker "github.com/ponte-hub/ponte/core/worker"
@@ -101,18 +105,41 @@ func Run(ctx context.Context, cfg Config) error {
 	committer := ingress.NewCommitter(st.Pool(), ingress.CommitterConfig{Metrics: ingressMetrics, Logger: log})
 	defer committer.Close()
 	services := ingress.NewServices(st, nil, committer, st)
+	// The session manager needs the plugin host, which needs to tell it of
+	// plugin restarts (a restarted plugin holds no sessions): it is pointed
+	// at once both exist. A first start before that is no loss, since the
+	// manager's first scan opens every session it takes.
+	var sessionMgr atomic.Pointer[sessions.Manager]
 	plugins, err := pluginhost.New(ctx, pluginhost.Options{
-		Dir:      cfg.PluginDir,
-		Services: services,
-		Logger:   log.With("component", "pluginhost"),
+		Dir:       cfg.PluginDir,
+		Services:  services,
+		Logger:    log.With("component", "pluginhost"),
+		PluginEnv: pluginEnv(cfg),
+		OnStart: func(connector string) {
+			if m := sessionMgr.Load(); m != nil {
+				m.OnPluginStart(connector)
+			}
+		},
 	})
 	if err != nil {
 		return fmt.Errorf("starting connector plugins from %s: %w", cfg.PluginDir, err)
 	}
 	defer plugins.Close()
 	services.SetConnectors(plugins)
+	sessionsMgr, err := sessions.New(sessions.Config{
+		Pool: st.Pool(), Plugins: plugins, Connections: st, NodeURL: cfg.NodeURL,
+		LeaseTTL: cfg.Sessions.LeaseTTL, CleanupAfter: cfg.Sessions.CleanupAfter, PhoneAwayWarning: cfg.Sessions.PhoneAwayWarning,
+		Logger: log.With("component", "sessions"),
+	})
+	if err != nil {
+		return fmt.Errorf("creating the session manager: %w", err)
+	}
+	services.SetSessions(sessionsMgr)
+	sessionMgr.Store(sessionsMgr)
 
 	invoker := invoke.New(st, plugins)
+	internalKey := invoke.DeriveInternalKey(masterKey)
+	invoker.RouteSessions(sessionOwners{sessionsMgr}, invoke.NewForwarder(internalKey))
 	links := paymentlink.NewService(paymentlink.NewDB(st.Pool()), temporal, cfg.TaskQueue, invoker)
 	msg, err := newMessaging(st, invoker, log)
 	if err != nil {
@@ -174,7 +201,12 @@ func Run(ctx context.Context, cfg Config) error {
 		background("dispatcher", d.Run)
 		background("message reconciler", (&messaging.Reconciler{Pool: st.Pool(), After: cfg.MessageUnknownAfter, Logger: log}).Run)
 		background("deferred message scheduler", (&messaging.Scheduler{Service: msg.messages, Pool: st.Pool(), Logger: log}).Run)
+		background("sms status callbacks", sms.NewDeliverer(st.Pool(), sms.DelivererOptions{Logger: log.With("component", "sms")}).Run)
 	}
+
+	// Every node holds linked-device sessions (they are inbound events and
+	// the actions that need them), whatever its roles.
+	background("sessions", sessionsMgr.Run)
 
 	if cfg.Has(RoleIngress) {
 		// Polling brings events in for systems without webhooks; a
@@ -200,11 +232,20 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 
+	numberStore := numbers.NewStore(st.Pool(), st, automationsReleaser{automations.NewStore(st.Pool())})
+	numberWatcher := numbers.NewWatcher(st.Pool(), log.With("component", "numbers"))
+	defer numberWatcher.Close()
+	smsService, err := sms.New(st.Pool(), msg.messages, sms.Options{Logger: log.With("component", "sms")})
+	if err != nil {
+		return fmt.Errorf("creating the SMS endpoint: %w", err)
+	}
+
 	handler, err := api.New(api.Deps{
 		Store:        st,
 		Connectors:   plugins,
 		PaymentLinks: paymentLinksAPI{links},
 		Hooks:        hooks,
+		Internal:     invoke.InternalHandler(invoker, internalKey, log.With("component", "internal")),
 		Ready:        readiness(st, temporal, plugins),
 		PublicURL:    cfg.PublicURL,
 		Logger:       log,
@@ -219,6 +260,8 @@ func Run(ctx context.Context, cfg Config) error {
 
 		Automations:         automations.NewStore(st.Pool()),
 		CartRecoveryReports: cartrecovery.NewDB(st.Pool()),
+		Numbers:             api.NumbersDeps{Store: numberStore, Invoker: invoker, Watcher: numberWatcher, Sessions: sessionsMgr},
+		SMS:                 smsService,
 	})
 	if err != nil {
 		return fmt.Errorf("building the HTTP API: %w", err)
@@ -325,7 +368,7 @@ func (p paymentLinksAPI) List(ctx context.Context, tenantID, cursor string, limi
 func withoutAPI(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p := r.URL.Path
-		if strings.HasPrefix(p, "/hooks/") || p == "/healthz" || p == "/readyz" || p == "/metrics" {
+		if strings.HasPrefix(p, "/hooks/") || p == invoke.InternalPath || p == "/healthz" || p == "/readyz" || p == "/metrics" {
 			next.ServeHTTP(w, r)
 			return
 		}
