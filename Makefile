@@ -101,6 +101,14 @@ bench: tools postgres ## Run the benchmarks behind the figures in the issues and
 	@echo
 	@echo "== the same at 30 orders/s, a rate the 2-core reference machine sustains (the dev server's CPU is the limit)"
 	PONTE_BENCH_RATE=30 $(GO) test -run '^$$' -bench 'BenchmarkOrderConfirmation$$' -benchtime 1x -timeout 30m ./core/server
+	@echo
+	@echo "== linked devices: RSS of the plugin per idle whatsmeow client, 1,000 paired devices loaded from"
+	@echo "== Postgres and not connected (this machine has no route to WhatsApp) (target < 2 MB each)"
+	PONTE_BENCH_LINKEDDEVICE=1 $(GO) test -run 'TestIntegrationIdleClientMemory$$' -count=1 -v -timeout 20m ./connectors/linkeddevice | grep -v '^{'
+	@echo
+	@echo "== linked devices: takeover of a session after kill -9 of the node holding it, 3 ponte serve nodes,"
+	@echo "== default lease timings (target < 30 s)"
+	$(GO) test -run 'TestIntegrationLinkedDeviceTakeoverAfterKill$$' -count=1 -v -timeout 20m ./core/server | grep -E 'takeover|^(---|ok|FAIL)'
 
 generate: ## Regenerate generated code (go generate ./...)
 	$(GO) generate ./...
