@@ -40,13 +40,14 @@ type sendMessageInput struct {
 		ConnectionID string               `json:"connection_id" minLength:"1" maxLength:"100" doc:"The number to send from: a WhatsApp Cloud API or linked-device connection."`
 		To           string               `json:"to,omitempty" pattern:"^\\+[1-9][0-9]{6,14}$" example:"+393331234567" doc:"The recipient's phone in E.164. Or give contact_id."`
 		ContactID    string               `json:"contact_id,omitempty" maxLength:"100"`
-		Kind         string               `json:"kind" enum:"text,media,template,interactive"`
+		Kind         string               `json:"kind" enum:"text,media,template,interactive,reaction"`
 		Text         string               `json:"text,omitempty" maxLength:"4096" doc:"The body of a text message."`
 		PreviewURL   bool                 `json:"preview_url,omitempty" doc:"Render a preview of the first URL in text."`
 		Media        *messaging.Media     `json:"media,omitempty" doc:"A media message by link: type image, audio, video, document or sticker."`
 		Template     *messageTemplateBody `json:"template,omitempty"`
 		Interactive  map[string]any       `json:"interactive,omitempty" doc:"Reply buttons or a list: {type: button|list, header?, body, footer?, buttons | button_text + sections}."`
 		ReplyTo      string               `json:"reply_to,omitempty" maxLength:"200" doc:"The WhatsApp id (wamid) of the message to quote."`
+		Reaction     *messaging.Reaction  `json:"reaction,omitempty" doc:"For kind reaction (linked-device numbers): the emoji and the WhatsApp id of the message it goes on; an empty emoji removes the reaction."`
 		Purpose      string               `json:"purpose,omitempty" enum:"marketing,utility,authentication,service" doc:"Why the message is sent; decides the consent rules. Default service; a template takes its category."`
 		AllowDefer   bool                 `json:"allow_defer,omitempty" doc:"Inside quiet hours, defer the message to their end (status deferred) instead of refusing it."`
 	}
@@ -67,7 +68,8 @@ func (s *server) registerMessages() {
 	op := allowRoles(operation("send-message", http.MethodPost, "/v1/messages", "Send a message", tagMessages, store.ScopeWrite),
 		store.RoleAdmin, store.RoleManager, store.RoleOperator)
 	op.DefaultStatus = http.StatusCreated
-	op.Description = "Sends text, media, a template or an interactive message on a WhatsApp Cloud API number, after " +
+	op.Description = "Sends text, media, a template or an interactive message on a WhatsApp Cloud API number, or text, " +
+		"media or a reaction on a linked-device number (paced by the number's own settings), after " +
 		"checking consent and exclusions, quiet hours, the 24-hour window (free-form messages only inside it) and the " +
 		"template's state, then pacing the send. A refused send answers 422 with the machine-readable `reason` " +
 		"(e.g. `outside_window_template_required`, `opted_out`, `quiet_hours`) and is recorded as refused. The answer " +
@@ -100,7 +102,7 @@ func (s *server) registerMessages() {
 		}
 		req := messaging.SendRequest{
 			TenantID: p.TenantID, ConnectionID: b.ConnectionID, To: b.To, ContactID: b.ContactID,
-			Kind: messaging.Kind(b.Kind), Text: b.Text, PreviewURL: b.PreviewURL, Media: b.Media, ReplyTo: b.ReplyTo,
+			Kind: messaging.Kind(b.Kind), Text: b.Text, PreviewURL: b.PreviewURL, Media: b.Media, ReplyTo: b.ReplyTo, Reaction: b.Reaction,
 			Purpose: messaging.Purpose(b.Purpose), IdempotencyKey: in.IdempotencyKey, AllowDefer: b.AllowDefer,
 			AuthorID: p.UserID,
 		}

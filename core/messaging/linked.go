@@ -35,6 +35,7 @@ const ConnectorLinkedDevice = "linkeddevice"
 // Linked-device connector actions.
 const (
 	ActionSendChatState = "send_chat_state"
+	ActionSendReaction  = "send_reaction"
 )
 
 // Reasons specific to linked-device numbers.
@@ -233,7 +234,7 @@ func (s *Service) paceLinked(ctx context.Context, p *plan) error {
 		return err
 	}
 	isReply := p.rcpt.LastInboundAt != nil && s.clock.Now().Sub(*p.rcpt.LastInboundAt) < Window
-	if !pc.Typing || !isReply {
+	if !pc.Typing || !isReply || p.kind == KindReaction {
 		return nil
 	}
 	typing := min(time.Duration(utf8.RuneCountInString(p.c.Text))*60*time.Millisecond+time.Second, pc.TypingMax)
@@ -258,6 +259,13 @@ func linkedParams(k Kind, c content, ledgerID string) (string, map[string]any) {
 	params := map[string]any{"to": c.To, "ledger_id": ledgerID, "message_id": LinkedMessageID(ledgerID)}
 	if c.ReplyTo != "" {
 		params["reply_to"] = map[string]string{"message_id": c.ReplyTo, "from": c.To}
+	}
+	if k == KindReaction {
+		delete(params, "message_id")
+		params["reaction_id"] = LinkedMessageID(ledgerID)
+		params["message_id"], params["emoji"], params["from_me"] = c.Reaction.MessageID, c.Reaction.Emoji, c.FromMe
+		delete(params, "reply_to")
+		return ActionSendReaction, params
 	}
 	if k == KindMedia {
 		params["type"], params["link"] = c.Media.Type, c.Media.Link
@@ -349,4 +357,14 @@ func (s SQLNumbers) ModuleEnabled(ctx context.Context, tenantID, connectionID st
 		return false, fmt.Errorf("reading the modules of number %s: %w", connectionID, err)
 	}
 	return on, nil
+}
+
+// sentByUs reports whether the message with WhatsApp id wamid on the
+// connection is one the number sent (a reaction must say whose message it
+// is on).
+func (s *Service) sentByUs(ctx context.Context, tenantID, connectionID, wamid string) (bool, error) {
+	if s.fromMe == nil {
+		return false, nil
+	}
+	return s.fromMe(ctx, tenantID, connectionID, wamid)
 }

@@ -173,6 +173,61 @@ func TestLinkedDeviceSends(t *testing.T) {
 	})
 }
 
+func TestLinkedDeviceReactions(t *testing.T) {
+	t.Parallel()
+	react := func(key, emoji string) SendRequest {
+		return SendRequest{TenantID: "ten_1", ConnectionID: "con_1", To: "+393331234567", Kind: KindReaction,
+			Reaction: &Reaction{MessageID: "3EB0CUSTOMER", Emoji: emoji}, IdempotencyKey: key}
+	}
+	pacing := LinkedPacing{MessagesPerMinute: 60, NewContactsPerDay: 5, Typing: true, TypingMax: 5 * time.Second}
+
+	r := linkedRig(t, time.Hour, fakeNewContacts{}, pacing)
+	r.svc.fromMe = func(_ context.Context, _, _, wamid string) (bool, error) { return wamid == "3EB0OURS", nil }
+	m, err := r.svc.Send(t.Context(), react("r1", "👍"))
+	if err != nil || m.Status != StatusSent || m.Kind != "reaction" {
+		t.Fatalf("Send reaction = %+v, %v; want sent", m, err)
+	}
+	if len(r.inv.calls) != 1 {
+		t.Fatalf("calls %+v; want the reaction alone (no typing before a reaction)", r.inv.calls)
+	}
+	var params map[string]any
+	if err := json.Unmarshal(r.inv.calls[0].Params, &params); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]any{"to": "+393331234567", "ledger_id": m.ID, "message_id": "3EB0CUSTOMER", "emoji": "👍",
+		"from_me": false, "reaction_id": LinkedMessageID(m.ID)}
+	if r.inv.calls[0].Action != ActionSendReaction || !cmp.Equal(params, want) {
+		t.Fatalf("call %s %v; want send_reaction %v", r.inv.calls[0].Action, params, want)
+	}
+	// On one of our own messages, from_me is set; an empty emoji removes.
+	req := react("r2", "")
+	req.Reaction.MessageID = "3EB0OURS"
+	if _, err := r.svc.Send(t.Context(), req); err != nil {
+		t.Fatal(err)
+	}
+	_ = json.Unmarshal(r.inv.calls[1].Params, &params)
+	if params["from_me"] != true || params["emoji"] != "" {
+		t.Fatalf("params %v; want from_me and an empty emoji", params)
+	}
+
+	for name, bad := range map[string]SendRequest{
+		"no message":   {TenantID: "ten_1", ConnectionID: "con_1", To: "+393331234567", Kind: KindReaction, IdempotencyKey: "b1"},
+		"a sentence":   react("b2", "this is not one emoji"),
+		"with a quote": func() SendRequest { q := react("b3", "👍"); q.ReplyTo = "x"; return q }(),
+	} {
+		var inv *InvalidError
+		if _, err := r.svc.Send(t.Context(), bad); !errors.As(err, &inv) {
+			t.Errorf("%s: %v; want invalid", name, err)
+		}
+	}
+	// A Cloud API number does not send reactions.
+	cloud := newRig(t, time.Hour, nil)
+	var inv *InvalidError
+	if _, err := cloud.svc.Send(t.Context(), react("c1", "👍")); !errors.As(err, &inv) || inv.Field != "kind" {
+		t.Fatalf("reaction on a Cloud API number: %v; want invalid kind", err)
+	}
+}
+
 func TestLinkedMessageID(t *testing.T) {
 	t.Parallel()
 	a, b := LinkedMessageID("msg_1"), LinkedMessageID("msg_2")

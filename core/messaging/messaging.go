@@ -36,6 +36,9 @@ const (
 	KindMedia       Kind = "media"
 	KindTemplate    Kind = "template"
 	KindInteractive Kind = "interactive"
+	// KindReaction is an emoji on a message of the conversation (linked-
+	// device numbers).
+	KindReaction Kind = "reaction"
 )
 
 // Purpose is why a message is sent; consent rules depend on it. A template
@@ -79,6 +82,14 @@ type Media struct {
 	Filename string `json:"filename,omitempty"`
 }
 
+// Reaction is an emoji reaction to a message; an empty emoji removes the
+// reaction given before.
+type Reaction struct {
+	// MessageID is the WhatsApp id of the message reacted to.
+	MessageID string `json:"message_id"`
+	Emoji     string `json:"emoji"`
+}
+
 // Template is a template message.
 type Template struct {
 	Name     string `json:"name"`
@@ -116,6 +127,8 @@ type SendRequest struct {
 	Interactive json.RawMessage
 	// ReplyTo is the wamid of the message this one quotes.
 	ReplyTo string
+	// Reaction is the emoji of a reaction and the message it is on.
+	Reaction *Reaction
 	// Purpose defaults to service for free-form messages; templates take
 	// their category whatever is given here.
 	Purpose Purpose

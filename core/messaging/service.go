@@ -13,6 +13,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ponte-hub/ponte/core/invoke"
@@ -102,7 +103,10 @@ type Service struct {
 	pacing      PacingSource
 	newContacts NewContactCounter
 	numbers     Numbers
-	log         *slog.Logger
+	// fromMe tells whether a WhatsApp message id on a connection is one the
+	// number sent; nil answers false (the unit tests' in-memory ledger).
+	fromMe func(ctx context.Context, tenantID, connectionID, wamid string) (bool, error)
+	log    *slog.Logger
 
 	closeFn  func()
 	inFlight chan struct{} // a slot per send under the consent lock
@@ -147,6 +151,18 @@ func New(cfg Config) (*Service, error) {
 	l := &ledger{pool: cfg.Pool, sent: newSentWriter(cfg.Pool)}
 	s := newService(cfg, l)
 	s.closeFn = l.sent.close
+	s.fromMe = func(ctx context.Context, tenantID, connectionID, wamid string) (bool, error) {
+		var out bool
+		err := cfg.Pool.QueryRow(ctx, `SELECT direction = 'out' FROM messages
+			WHERE connection_id = $1 AND provider_message_id = $2 AND tenant_id = $3`, connectionID, wamid, tenantID).Scan(&out)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return false, nil // a message we never saw: most likely the contact's
+		}
+		if err != nil {
+			return false, fmt.Errorf("reading the message reacted to: %w", err)
+		}
+		return out, nil
+	}
 	return s, nil
 }
 
@@ -198,6 +214,9 @@ type content struct {
 	Template    *Template       `json:"template,omitempty"`
 	Interactive json.RawMessage `json:"interactive,omitempty"`
 	ReplyTo     string          `json:"reply_to,omitempty"`
+	Reaction    *Reaction       `json:"reaction,omitempty"`
+	// FromMe says the reacted-to message is one the number sent.
+	FromMe bool `json:"from_me,omitempty"`
 	// AllowDefer is kept so a re-attempt of a deferred row defers again if
 	// it still falls in quiet hours.
 	AllowDefer bool `json:"allow_defer,omitempty"`
@@ -252,9 +271,9 @@ func validate(req *SendRequest) error {
 		return bad("purpose", "must be marketing, utility, authentication or service")
 	}
 	switch req.Kind {
-	case KindText, KindMedia, KindTemplate, KindInteractive:
+	case KindText, KindMedia, KindTemplate, KindInteractive, KindReaction:
 	default:
-		return bad("kind", "must be text, media, template or interactive")
+		return bad("kind", "must be text, media, template, interactive or reaction")
 	}
 	if req.Kind != KindText && req.Text != "" {
 		return bad("text", "is only for text messages")
@@ -300,8 +319,20 @@ func validate(req *SendRequest) error {
 		if len(req.Interactive) == 0 || json.Unmarshal(req.Interactive, &obj) != nil {
 			return bad("interactive", "must be a JSON object for an interactive message")
 		}
+	case KindReaction:
+		r := req.Reaction
+		switch {
+		case r == nil || r.MessageID == "":
+			return bad("reaction.message_id", "is required for a reaction")
+		case len(r.MessageID) > 128:
+			return bad("reaction.message_id", "is longer than 128 bytes")
+		case utf8.RuneCountInString(r.Emoji) > 8:
+			return bad("reaction.emoji", "must be one emoji (or empty to remove the reaction)")
+		case req.ReplyTo != "":
+			return bad("reply_to", "a reaction cannot quote a message")
+		}
 	default:
-		return bad("kind", "must be text, media, template or interactive")
+		return bad("kind", "must be text, media, template, interactive or reaction")
 	}
 	return nil
 }
@@ -378,7 +409,10 @@ func (s *Service) plan(ctx context.Context, req SendRequest) (plan, error) {
 		return plan{}, &InvalidError{Field: "connection_id", Reason: "the connection is not a WhatsApp number"}
 	}
 	if ch.Connector == ConnectorLinkedDevice && (req.Kind == KindTemplate || req.Kind == KindInteractive) {
-		return plan{}, &InvalidError{Field: "kind", Reason: "a linked-device number sends text and media; templates and interactive messages are Cloud API features"}
+		return plan{}, &InvalidError{Field: "kind", Reason: "a linked-device number sends text, media and reactions; templates and interactive messages are Cloud API features"}
+	}
+	if ch.Connector != ConnectorLinkedDevice && req.Kind == KindReaction {
+		return plan{}, &InvalidError{Field: "kind", Reason: "reactions are sent from linked-device numbers; the Cloud API connector does not send them yet"}
 	}
 	if ch.Status != store.StatusActive {
 		return plan{}, &InvalidError{Field: "connection_id", Reason: "the connection is " + ch.Status}
@@ -392,7 +426,14 @@ func (s *Service) plan(ctx context.Context, req SendRequest) (plan, error) {
 	}
 	c := content{
 		To: rcpt.Phone, Text: req.Text, PreviewURL: req.PreviewURL, Media: req.Media, Template: req.Template,
-		Interactive: req.Interactive, ReplyTo: req.ReplyTo, AllowDefer: req.AllowDefer, Module: req.Module,
+		Interactive: req.Interactive, ReplyTo: req.ReplyTo, Reaction: req.Reaction, AllowDefer: req.AllowDefer, Module: req.Module,
+	}
+	if req.Kind == KindReaction {
+		out, err := s.sentByUs(ctx, req.TenantID, req.ConnectionID, req.Reaction.MessageID)
+		if err != nil {
+			return plan{}, err
+		}
+		c.FromMe = out
 	}
 	body, err := json.Marshal(c)
 	if err != nil {

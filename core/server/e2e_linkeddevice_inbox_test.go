@@ -132,6 +132,15 @@ func TestIntegrationLinkedDeviceInbox(t *testing.T) {
 	if code := in.call("POST", "/v1/numbers", map[string]any{"kind": "linked_device", "label": "Support"}, &number); code != http.StatusCreated {
 		t.Fatalf("creating the number: %d\n%s", code, in.logs())
 	}
+	// The test's own pacing: one message a second at most, little typing
+	// (the defaults space sends 4 to 12 s apart).
+	var patched struct {
+		Pacing map[string]any `json:"pacing"`
+	}
+	if code := in.call("PATCH", "/v1/numbers/"+number.ID, map[string]any{"pacing": map[string]any{"messages_per_minute": 60,
+		"min_gap_seconds": 0, "max_gap_seconds": 1, "typing_max_seconds": 1}}, &patched); code != http.StatusOK || patched.Pacing["messages_per_minute"] != float64(60) {
+		t.Fatalf("setting the pacing: %d %v", code, patched.Pacing)
+	}
 	d := &linkedDriver{t: t, in: in, fwd: invoke.NewForwarder(invoke.DeriveInternalKey(key)), connID: number.ConnectionID}
 
 	// Pairing: the session starts its QR loop; the code shows on the API.
@@ -234,6 +243,20 @@ func TestIntegrationLinkedDeviceInbox(t *testing.T) {
 		}
 		return ""
 	})
+
+	// A reaction on Anna's message, through the same core.
+	var reaction struct {
+		Status string `json:"status"`
+	}
+	if code := in.call("POST", "/v1/messages", map[string]any{"connection_id": number.ConnectionID, "to": "+393339990001", "kind": "reaction",
+		"reaction": map[string]any{"message_id": "3EB0CUSTOMER1", "emoji": "👍"}}, &reaction, "Idempotency-Key", "react-1"); code >= 300 || reaction.Status != "sent" {
+		t.Fatalf("reaction: %d %+v", code, reaction)
+	}
+	calls = d.sent()
+	if last := calls[len(calls)-1]; last["method"] != "SendMessage" || !strings.Contains(fmt.Sprint(last["message"]), "3EB0CUSTOMER1") ||
+		!strings.Contains(fmt.Sprint(last["message"]), "reactionMessage") {
+		t.Fatalf("last fake client call %v; want the reaction on 3EB0CUSTOMER1", last)
+	}
 
 	// A tool that only speaks SMS sends from the number's phone.
 	sms := func(body string) (int, map[string]any) {
