@@ -271,13 +271,18 @@ func skipChat(src types.MessageSource) string {
 	return ""
 }
 
-// emit stores events at the host, trying a few times: with SynchronousAck
-// whatsmeow acknowledges the message to WhatsApp when the handler returns,
-// so giving up here loses the message.
+// emit stores events at the host. With SynchronousAck whatsmeow
+// acknowledges a message to WhatsApp only when the handler returns, so a
+// host that cannot store it right now (restarting, its database failing
+// over) is waited for, with backoff up to emitMaxDelay, for as long as the
+// session is held here: the handler holds up this session's events
+// meanwhile, and if the socket drops, WhatsApp redelivers what was never
+// acknowledged. It gives up only on errors retrying cannot fix (a connector
+// bug, a disabled connection) and when the session closes.
 func (s *session) emit(evs ...sdk.Event) {
 	delay := 500 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		ctx, cancel := context.WithTimeout(context.Background(), hostCallTimeout)
+		ctx, cancel := context.WithTimeout(s.ctx, hostCallTimeout)
 		err := s.c.host.Emit(ctx, s.id, evs...)
 		cancel()
 		if err == nil {
@@ -286,14 +291,26 @@ func (s *session) emit(evs ...sdk.Event) {
 		if s.checkHeld(err) {
 			return
 		}
-		if sdk.KindOf(err) == sdk.KindInvalid || attempt == 4 {
-			s.log.Error("emitting events to the host", "type", evs[0].Type, "error", err, "attempts", attempt)
+		if k := sdk.KindOf(err); k == sdk.KindInvalid || k == sdk.KindPermanent || k == sdk.KindNotFound {
+			s.log.Error("emitting events to the host failed for good", "type", evs[0].Type, "error", err, "attempts", attempt)
 			return
 		}
-		time.Sleep(delay)
-		delay *= 2
+		if attempt == 4 {
+			s.log.Warn("the host cannot store events; waiting for it", "type", evs[0].Type, "error", err)
+		}
+		select {
+		case <-s.ctx.Done():
+			s.log.Warn("session closed before the host stored its events; WhatsApp redelivers unacknowledged messages",
+				"type", evs[0].Type, "attempts", attempt)
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, emitMaxDelay)
 	}
 }
+
+// emitMaxDelay caps the wait between two attempts to store events.
+const emitMaxDelay = 30 * time.Second
 
 func correlation(kv ...string) map[string]string {
 	m := make(map[string]string, len(kv)/2)

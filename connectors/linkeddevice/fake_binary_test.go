@@ -134,6 +134,7 @@ func TestIntegrationFakePlugin(t *testing.T) {
 	t.Run("messages of every kind", func(t *testing.T) { testMessages(t, p, conn) })
 	t.Run("receipts presence and echo", func(t *testing.T) { testReceipts(t, p, conn) })
 	t.Run("sends", func(t *testing.T) { testSends(t, p, conn) })
+	t.Run("a message waits for a host that cannot store it", func(t *testing.T) { testHostDown(t, p, conn) })
 	t.Run("QR loop is bounded and pairing restarts", func(t *testing.T) { testQRBound(t, p) })
 	t.Run("connection states", func(t *testing.T) { testStates(t, p) })
 	t.Run("session no longer held", func(t *testing.T) { testNotHeld(t, p) })
@@ -835,5 +836,36 @@ func testNotHeld(t *testing.T, p *plugin) {
 	}
 	if n := len(p.host.Events(conn.ID)); n != 0 {
 		t.Errorf("%d events stored for a session not held", n)
+	}
+}
+
+// testHostDown: while the host cannot store events (its database failing
+// over), a received message is held, not acknowledged and dropped; it is
+// stored as soon as the host can again.
+func testHostDown(t *testing.T, p *plugin, conn sdk.Connection) {
+	const anna = "393339990001@s.whatsapp.net"
+	p.host.FailEmits(sdk.Retryable("the database is failing over"))
+	done := make(chan error, 1)
+	go func() {
+		// test_inject returns when the connector's handler does.
+		_, err := p.invoke(t, conn, "test_inject", map[string]any{"event": "Message", "data": map[string]any{"Info": info("M_WAITS", anna, anna, nil)},
+			"message": map[string]any{"conversation": "still there?"}})
+		done <- err
+	}()
+	time.Sleep(1500 * time.Millisecond)
+	select {
+	case <-done:
+		t.Fatal("the handler returned (and whatsmeow would acknowledge the message) while the host could not store it")
+	default:
+	}
+	p.host.FailEmits(nil)
+	waitEvent(t, p.host, conn.ID, "msg:M_WAITS")
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("test_inject: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler did not return after the host stored the message")
 	}
 }
