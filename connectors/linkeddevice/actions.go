@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"go.mau.fi/whatsmeow"
@@ -313,7 +314,21 @@ var mediaTypes = map[string]whatsmeow.MediaType{
 }
 
 // mediaHTTP fetches send_media links; the timeout covers the whole body.
-var mediaHTTP = &http.Client{Timeout: mediaFetchTimeout}
+// The links come from API users, and the plugin fetches them from inside
+// the deployment's network, so only public internet addresses are dialled
+// (checked on every connection, redirects and DNS answers included): a link
+// cannot make the plugin read an internal service or a cloud metadata
+// endpoint and send it to a WhatsApp contact.
+var mediaHTTP = newMediaHTTP(sdk.PublicOnlyControl)
+
+func newMediaHTTP(control func(network, address string, c syscall.RawConn) error) *http.Client {
+	dialer := &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second, Control: control}
+	return &http.Client{Timeout: mediaFetchTimeout, Transport: &http.Transport{
+		Proxy: http.ProxyFromEnvironment, DialContext: dialer.DialContext, ForceAttemptHTTP2: true,
+		MaxIdleConns: 16, IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second,
+		ResponseHeaderTimeout: 30 * time.Second,
+	}}
+}
 
 func (s *session) sendMedia(ctx context.Context, raw json.RawMessage) (any, error) {
 	var p sendMediaParams
@@ -412,6 +427,9 @@ func fetchMedia(ctx context.Context, link string, limit int64) ([]byte, string, 
 		return nil, "", sdk.Invalid("link: %v", err)
 	}
 	resp, err := mediaHTTP.Do(req)
+	if errors.Is(err, sdk.ErrNonPublicAddress) {
+		return nil, "", sdk.Invalid("the media link does not point to a public internet address")
+	}
 	if err != nil {
 		return nil, "", sdk.Retryable("fetching the media link: %v", err)
 	}

@@ -44,6 +44,9 @@ var testSchemaFiles embed.FS
 
 var fakeStore = newFakeBackend()
 
+// The test build fetches media from the tests' own servers on 127.0.0.1.
+func init() { mediaHTTP = newMediaHTTP(nil) }
+
 func defaultBackend(*slog.Logger) backend { return fakeStore }
 
 func buildActions() ([]sdk.Action, map[string]func(context.Context, *Connector, sdk.ActionCall) (json.RawMessage, error), error) {

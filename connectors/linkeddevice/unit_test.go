@@ -7,7 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -207,5 +210,20 @@ func TestWithoutCode(t *testing.T) {
 		if got := withoutCode(in); got != want {
 			t.Errorf("withoutCode(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// The production build fetches media links only from the public internet:
+// a link to the deployment's own network is refused before a byte is read.
+func TestMediaLinksMustBePublic(t *testing.T) {
+	var served atomic.Bool
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served.Store(true)
+		_, _ = w.Write([]byte("secret"))
+	}))
+	defer srv.Close()
+	_, _, err := fetchMedia(t.Context(), srv.URL+"/latest/meta-data", 1<<20)
+	if k := sdk.KindOf(err); k != sdk.KindInvalid || served.Load() {
+		t.Fatalf("fetching a loopback link = %v (kind %v, served %v); want refused as invalid, never requested", err, k, served.Load())
 	}
 }

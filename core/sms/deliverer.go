@@ -8,18 +8,17 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ponte-hub/ponte/core/messaging"
+	"github.com/ponte-hub/ponte/plugins/sdk"
 )
 
 // Deliverer defaults.
@@ -134,7 +133,7 @@ func NewDeliverer(pool *pgxpool.Pool, opts DelivererOptions) *Deliverer {
 func newTransport(timeout time.Duration, allowPrivate bool) *http.Transport {
 	d := &net.Dialer{Timeout: min(timeout, 5*time.Second)}
 	if !allowPrivate {
-		d.Control = publicOnly
+		d.Control = sdk.PublicOnlyControl
 	}
 	return &http.Transport{
 		DialContext:           d.DialContext,
@@ -149,53 +148,6 @@ func newTransport(timeout time.Duration, allowPrivate bool) *http.Transport {
 
 // errPrivateAddress is a callback refused because its address is not public.
 var errPrivateAddress = errors.New("the callback address is not a public internet address")
-
-// publicOnly refuses connections to non-public addresses (see
-// DelivererOptions.AllowPrivateNetworks).
-func publicOnly(_, address string, _ syscall.RawConn) error {
-	host, _, err := net.SplitHostPort(address)
-	if err != nil {
-		return err
-	}
-	ip, err := netip.ParseAddr(host)
-	if err != nil {
-		return fmt.Errorf("dialling %q: %w", host, errPrivateAddress)
-	}
-	if !publicAddr(ip) {
-		return errPrivateAddress
-	}
-	return nil
-}
-
-// nonPublic are ranges the netip predicates do not cover: carrier-grade NAT,
-// the IETF protocol assignments, benchmarking, the NAT64 and 6to4 relays,
-// documentation ranges.
-var nonPublic = []netip.Prefix{
-	netip.MustParsePrefix("100.64.0.0/10"),
-	netip.MustParsePrefix("192.0.0.0/24"),
-	netip.MustParsePrefix("192.0.2.0/24"),
-	netip.MustParsePrefix("198.18.0.0/15"),
-	netip.MustParsePrefix("198.51.100.0/24"),
-	netip.MustParsePrefix("203.0.113.0/24"),
-	netip.MustParsePrefix("240.0.0.0/4"),
-	netip.MustParsePrefix("64:ff9b::/96"),
-	netip.MustParsePrefix("2001:db8::/32"),
-	netip.MustParsePrefix("2002::/16"),
-}
-
-func publicAddr(ip netip.Addr) bool {
-	ip = ip.Unmap()
-	if !ip.IsValid() || ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
-		ip.IsInterfaceLocalMulticast() || ip.IsMulticast() || ip.IsUnspecified() {
-		return false
-	}
-	for _, p := range nonPublic {
-		if p.Contains(ip) {
-			return false
-		}
-	}
-	return true
-}
 
 // sameHostRedirects follows a few redirects on the callback's own host and
 // none elsewhere: a redirect elsewhere is answered as the 3xx it is, a
@@ -392,7 +344,7 @@ func callbackError(err error) error {
 	if errors.As(err, &ue) {
 		err = ue.Err
 	}
-	if errors.Is(err, errPrivateAddress) {
+	if errors.Is(err, sdk.ErrNonPublicAddress) {
 		return errPrivateAddress
 	}
 	return err

@@ -11,6 +11,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ponte-hub/ponte/core/messaging"
+	"github.com/ponte-hub/ponte/plugins/sdk"
 )
 
 func TestTwilioStatus(t *testing.T) {
@@ -198,10 +199,10 @@ func TestPublicAddr(t *testing.T) {
 	for addr, want := range tests {
 		t.Run(addr, func(t *testing.T) {
 			t.Parallel()
-			if got := publicAddr(netip.MustParseAddr(addr)); got != want {
-				t.Errorf("publicAddr(%s) = %v", addr, got)
+			if got := sdk.IsPublicAddr(netip.MustParseAddr(addr)); got != want {
+				t.Errorf("IsPublicAddr(%s) = %v", addr, got)
 			}
-			err := publicOnly("tcp", netip.AddrPortFrom(netip.MustParseAddr(addr), 443).String(), nil)
+			err := sdk.PublicOnlyControl("tcp", netip.AddrPortFrom(netip.MustParseAddr(addr), 443).String(), nil)
 			if (err == nil) != want {
 				t.Errorf("publicOnly(%s) = %v", addr, err)
 			}
