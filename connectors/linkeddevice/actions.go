@@ -133,6 +133,10 @@ func MessageIDForLedger(ledgerID string) types.MessageID {
 // certainly did not reach WhatsApp.
 const CodeNotConnected = "not_connected"
 
+// CodeMediaTooLarge is the Code of the Invalid error download_media returns
+// for a file larger than MaxDownloadBytes.
+const CodeMediaTooLarge = "media_too_large"
+
 // sendID is the WhatsApp id of a send: the caller's message_id when given,
 // else the one derived from its ledger id.
 func sendID(messageID, ledgerID string) types.MessageID {
@@ -624,7 +628,8 @@ func (s *session) downloadMedia(ctx context.Context, raw json.RawMessage) (any, 
 		return nil, sdk.Invalid("media kind %q is not one of image, audio, video, document, sticker", m.Kind)
 	}
 	if m.FileLength > MaxDownloadBytes {
-		return nil, sdk.Invalid("the media is %d bytes, more than the %d download_media returns", m.FileLength, MaxDownloadBytes)
+		return nil, &sdk.Error{Kind: sdk.KindInvalid, Code: CodeMediaTooLarge,
+			Message: fmt.Sprintf("the media is %d bytes, more than the %d download_media returns", m.FileLength, MaxDownloadBytes)}
 	}
 	mediaKey, err1 := base64.StdEncoding.DecodeString(m.MediaKey)
 	encSHA, err2 := base64.StdEncoding.DecodeString(m.FileEncSHA256)
@@ -648,7 +653,8 @@ func (s *session) downloadMedia(ctx context.Context, raw json.RawMessage) (any, 
 		return nil, mapWAError("downloading the media", err)
 	}
 	if len(data) > MaxDownloadBytes {
-		return nil, sdk.Invalid("the media is %d bytes, more than the %d download_media returns", len(data), MaxDownloadBytes)
+		return nil, &sdk.Error{Kind: sdk.KindInvalid, Code: CodeMediaTooLarge,
+			Message: fmt.Sprintf("the media is %d bytes, more than the %d download_media returns", len(data), MaxDownloadBytes)}
 	}
 	sum := sha256.Sum256(data)
 	return DownloadResult{MimeType: m.MimeType, FileLength: len(data), SHA256: hex.EncodeToString(sum[:]), Data: base64.StdEncoding.EncodeToString(data)}, nil

@@ -104,7 +104,7 @@ type MessageBody struct {
 
 func messageBody(m contacts.Message) MessageBody {
 	return MessageBody{ID: m.ID, ConversationID: m.ConversationID, ContactID: m.ContactID, ConnectionID: m.ConnectionID,
-		Direction: m.Direction, Kind: m.Kind, Content: m.Content, Status: m.Status, StatusReason: m.StatusReason,
+		Direction: m.Direction, Kind: m.Kind, Content: publicContent(m.Content), Status: m.Status, StatusReason: m.StatusReason,
 		ErrorCode: m.ErrorCode, ProviderMessageID: m.ProviderMessageID, AuthorID: m.AuthorID, CreatedAt: m.CreatedAt,
 		SentAt: m.SentAt, DeliveredAt: m.DeliveredAt, ReadAt: m.ReadAt, FailedAt: m.FailedAt}
 }

@@ -23,12 +23,16 @@ const defaultHeartbeat = 15 * time.Second
 // StreamEvent is the data of a server-sent event of GET /v1/stream.
 type StreamEvent struct {
 	// Kind is "message" (a new inbound message), "status" (an outbound
-	// message's status changed) or "resync" (events may have been missed:
+	// message's status changed), "signal" (the contact is online, typing,
+	// ...: linked-device numbers) or "resync" (events may have been missed:
 	// reload what you show).
 	Kind           string `json:"kind"`
 	ConversationID string `json:"conversation_id,omitempty"`
 	MessageID      string `json:"message_id,omitempty"`
 	Status         string `json:"status,omitempty"`
+	// Signal is a signal event's notice: {kind: presence|chat_state,
+	// payload: {phone, available, last_seen | state: composing|paused}, at}.
+	Signal json.RawMessage `json:"signal,omitempty"`
 }
 
 func (s *server) registerStream(roles []string) {
@@ -101,7 +105,7 @@ func (s *server) stream(hctx huma.Context, p Principal) {
 			if !s.visible(ctx, p, ev) {
 				continue
 			}
-			data, err := json.Marshal(StreamEvent{Kind: ev.Kind, ConversationID: ev.ConversationID, MessageID: ev.MessageID, Status: ev.Status})
+			data, err := json.Marshal(StreamEvent{Kind: ev.Kind, ConversationID: ev.ConversationID, MessageID: ev.MessageID, Status: ev.Status, Signal: ev.Signal})
 			if err != nil {
 				continue
 			}

@@ -130,6 +130,7 @@ func (s *server) registerMessages() {
 		}
 		// An unknown outcome is still a recorded send (status sending): it
 		// is answered like one, and a retry with the key returns the row.
+		m.Content = publicContent(m.Content)
 		return &ledgerMessageOutput{Body: m}, nil
 	})
 
@@ -147,6 +148,7 @@ func (s *server) registerMessages() {
 				return nil, err
 			}
 		}
+		m.Content = publicContent(m.Content)
 		return &ledgerMessageOutput{Body: m}, nil
 	})
 }
@@ -207,7 +209,7 @@ func (m MessagingSender) Send(ctx context.Context, r SendReply) (MessageBody, er
 		return MessageBody{}, err
 	}
 	return MessageBody{ID: msg.ID, ConversationID: msg.ConversationID, ContactID: msg.ContactID,
-		ConnectionID: msg.ConnectionID, Direction: msg.Direction, Kind: msg.Kind, Content: msg.Content,
+		ConnectionID: msg.ConnectionID, Direction: msg.Direction, Kind: msg.Kind, Content: publicContent(msg.Content),
 		Status: string(msg.Status), StatusReason: msg.StatusReason, ErrorCode: msg.ErrorCode,
 		ProviderMessageID: msg.ProviderMessageID, AuthorID: msg.AuthorID, CreatedAt: msg.CreatedAt, SentAt: msg.SentAt,
 		DeliveredAt: msg.DeliveredAt, ReadAt: msg.ReadAt, FailedAt: msg.FailedAt}, nil

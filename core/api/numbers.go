@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
+	"strconv"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
@@ -57,7 +59,9 @@ type NumbersDeps struct {
 	// Store keeps the numbers (a *numbers.Store).
 	Store Numbers
 	// Invoker runs the linked-device connector's actions (logout,
-	// start_pairing) on the node holding the session.
+	// start_pairing, check_numbers, and download_media for GET
+	// /v1/messages/{id}/media when Deps.Messages is set too) on the node
+	// holding the session.
 	Invoker ActionInvoker
 	// Watcher follows sessions for the pairing stream (a *numbers.Watcher).
 	Watcher SessionWatcher
@@ -238,6 +242,7 @@ type (
 )
 
 func (s *server) registerNumbers() {
+	s.registerMedia()
 	nd := s.deps.Numbers
 	if nd.Store == nil {
 		return
@@ -441,6 +446,105 @@ func (s *server) registerNumbers() {
 		}
 		return out, nil
 	})
+
+	s.registerCheckNumbers()
+}
+
+// e164 is what POST /v1/numbers/{id}/check takes. huma puts a pattern tag of
+// a []string on its items schema without compiling it, so the handler checks
+// each phone itself.
+var e164 = regexp.MustCompile(`^\+[1-9][0-9]{6,14}$`)
+
+// maxCheckPhones is the most phones one check takes
+// (connectors/linkeddevice MaxCheckNumbers).
+const maxCheckPhones = 50
+
+type checkNumbersInput struct {
+	ID   string `path:"id" maxLength:"100" doc:"The number's id."`
+	Body struct {
+		Phones []string `json:"phones" minItems:"1" maxItems:"50" pattern:"^\\+[1-9][0-9]{6,14}$" example:"[\"+393331234567\"]" doc:"Phone numbers in E.164, 1 to 50."`
+	}
+}
+
+// NumberCheckBody is one phone of a check.
+type NumberCheckBody struct {
+	Phone      string `json:"phone" example:"+393331234567"`
+	OnWhatsApp bool   `json:"on_whatsapp"`
+	JID        string `json:"jid,omitempty" example:"393331234567@s.whatsapp.net" doc:"The phone's WhatsApp id, when it is on WhatsApp."`
+}
+
+type checkNumbersOutput struct {
+	Body struct {
+		Results []NumberCheckBody `json:"results" doc:"One per phone asked, in the order asked."`
+	}
+}
+
+func (s *server) registerCheckNumbers() {
+	// Write scope: a check spends the number's small lookup budget, and
+	// WhatsApp bans accounts that look up many numbers.
+	op := operation("check-number-contacts", http.MethodPost, "/v1/numbers/{id}/check", "Check which phones are on WhatsApp", tagNumbers, store.ScopeWrite)
+	op.Description = "Asks WhatsApp, through a connected linked-device number, which of 1 to 50 phones have a WhatsApp account. " +
+		"Checks are limited per number (3 in a row, then one every 20 seconds; WhatsApp bans accounts that look up many numbers): " +
+		"429 with Retry-After past that. 409 for a Cloud API number; 503 with Retry-After while the number's session is not connected or is moving between servers."
+	op.Errors = append(op.Errors, http.StatusNotFound, http.StatusConflict, http.StatusUnprocessableEntity, http.StatusTooManyRequests,
+		http.StatusBadGateway, http.StatusServiceUnavailable)
+	huma.Register(s.api, op, func(ctx context.Context, in *checkNumbersInput) (*checkNumbersOutput, error) {
+		tenantID := tenant(ctx)
+		var problems []store.FieldProblem
+		for i, ph := range in.Body.Phones {
+			if !e164.MatchString(ph) {
+				problems = append(problems, store.FieldProblem{Field: fmt.Sprintf("phones[%d]", i), Message: "must be a phone number in E.164, e.g. +393331234567"})
+			}
+		}
+		if len(in.Body.Phones) > maxCheckPhones {
+			problems = append(problems, store.FieldProblem{Field: "phones", Message: fmt.Sprintf("at most %d phones", maxCheckPhones)})
+		}
+		if len(problems) > 0 {
+			return nil, invalid("the phones are invalid", problems...)
+		}
+		n, err := s.deps.Numbers.Store.Get(ctx, tenantID, in.ID)
+		if err != nil {
+			return nil, s.storeError(ctx, "reading number", "number not found", err)
+		}
+		if n.Kind != numbers.KindLinkedDevice {
+			return nil, huma.Error409Conflict("only linked-device numbers can check phones; this is a " + n.Kind + " number")
+		}
+		params, err := json.Marshal(map[string][]string{"phones": in.Body.Phones})
+		if err != nil {
+			return nil, s.internal(ctx, "encoding check parameters", err)
+		}
+		raw, err := s.deps.Numbers.Invoker.Invoke(ctx, invoke.Call{TenantID: tenantID, ConnectionID: n.ConnectionID,
+			Action: actionCheckNumbers, Params: params})
+		if err != nil {
+			return nil, s.checkNumbersError(ctx, err)
+		}
+		out := &checkNumbersOutput{}
+		if err := json.Unmarshal(raw, &out.Body); err != nil {
+			s.log.WarnContext(ctx, "check numbers: undecodable connector result", slog.String("number", n.ID), slog.Any("error", err))
+			return nil, huma.Error502BadGateway("the linked-device connector returned an unreadable result")
+		}
+		if out.Body.Results == nil {
+			out.Body.Results = []NumberCheckBody{}
+		}
+		return out, nil
+	})
+}
+
+// checkNumbersError maps check_numbers' failures: the connector's rate
+// limit is the caller's (429), a session not ready is 503, the rest as the
+// other linked-device actions.
+func (s *server) checkNumbersError(ctx context.Context, err error) error {
+	var se *sdk.Error
+	if errors.As(err, &se) && !isUnavailable(err) {
+		if busy := sessionBusy(se); busy != nil {
+			return busy
+		}
+		if se.Kind == sdk.KindRateLimited {
+			return huma.ErrorWithHeaders(huma.NewError(http.StatusTooManyRequests, se.Message),
+				http.Header{"Retry-After": []string{strconv.Itoa(retryAfterSeconds(se.RetryAfter))}})
+		}
+	}
+	return s.sessionActionError(ctx, "checking numbers", err)
 }
 
 func (s *server) refreshSessions() {

@@ -18,11 +18,16 @@ type InboxEvent struct {
 	ConversationID string `json:"conversation_id"`
 	MessageID      string `json:"message_id,omitempty"`
 	// Kind is "message" for a new message, "status" for a status change,
+	// "signal" for a contact's presence or typing (linked devices),
 	// "resync" when the hub lost notifications (after reconnecting to the
 	// database) and clients should reload what they show.
 	Kind string `json:"kind"`
 	// Status is the new status of a "status" event, when the notifier sent it.
 	Status string `json:"status,omitempty"`
+	// Signal is a "signal" event's short-lived notice from a linked device
+	// ({kind: presence|chat_state, payload, at}): the contact is online,
+	// typing, ...
+	Signal json.RawMessage `json:"signal,omitempty"`
 	// AssigneeID is the conversation's assignee when the notifier knew it;
 	// nil when it did not say (then readers look it up).
 	AssigneeID *string `json:"assignee_id,omitempty"`

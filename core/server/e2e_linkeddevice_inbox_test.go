@@ -205,6 +205,54 @@ func TestIntegrationLinkedDeviceInbox(t *testing.T) {
 		t.Fatalf("conversation %+v; want Anna's, one unread", conv)
 	}
 
+	// A live inbox sees Anna typing.
+	streamReq, _ := http.NewRequest("GET", in.url("/v1/stream"), nil)
+	streamReq.Header.Set("Authorization", "Bearer "+in.apiKey)
+	streamCtx, stopStream := context.WithTimeout(context.Background(), 20*time.Second)
+	defer stopStream()
+	streamResp, err := http.DefaultClient.Do(streamReq.WithContext(streamCtx))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer streamResp.Body.Close()
+	typing, listening := make(chan string, 1), make(chan struct{})
+	go func(listening chan struct{}) {
+		buf := make([]byte, 0, 4096)
+		chunk := make([]byte, 1024)
+		for {
+			n, err := streamResp.Body.Read(chunk)
+			buf = append(buf, chunk[:n]...)
+			if listening != nil && strings.Contains(string(buf), ": connected") {
+				close(listening) // the stream's LISTEN is in place
+				listening = nil
+			}
+			if i := strings.Index(string(buf), "event: signal\ndata: "); i >= 0 {
+				line, _, _ := strings.Cut(string(buf[i+len("event: signal\ndata: "):]), "\n")
+				typing <- line
+				return
+			}
+			if err != nil {
+				close(typing)
+				return
+			}
+		}
+	}(listening)
+	select {
+	case <-listening:
+	case <-streamCtx.Done():
+		t.Fatal("the inbox stream did not start")
+	}
+	d.inject("ChatPresence", map[string]any{"Chat": anna, "Sender": anna, "State": "composing", "Media": ""}, nil)
+	select {
+	case line, ok := <-typing:
+		if !ok || !strings.Contains(line, `"conversation_id":"`+conv.ID+`"`) || !strings.Contains(line, "composing") {
+			t.Fatalf("stream signal %q; want Anna typing in her conversation", line)
+		}
+	case <-streamCtx.Done():
+		t.Fatal("no typing signal on the inbox stream")
+	}
+	stopStream()
+
 	// The agent answers from the inbox.
 	var reply struct {
 		ID                string `json:"id"`

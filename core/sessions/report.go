@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ponte-hub/ponte/core/ingress"
+	"github.com/ponte-hub/ponte/core/contacts"
 	"github.com/ponte-hub/ponte/core/store"
 	"github.com/ponte-hub/ponte/plugins/sdk"
 )
@@ -367,7 +368,23 @@ func (m *Manager) Signal(ctx context.Context, conn store.Connection, s sdk.Signa
 		m.log.Debug("session signal dropped: too large for a notice", append(h.attrs(m.node), "kind", s.Kind, "bytes", len(b))...)
 		return nil
 	}
-	if _, err := m.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, NotifyChannel, string(b)); err != nil {
+	// Presence and typing of a contact also go to the live inboxes, as an
+	// event of the contact's conversation on this number (when there is
+	// one), with the conversation's assignee so operators see only theirs.
+	phone, _ := payload["phone"].(string)
+	inbox, err := json.Marshal(map[string]any{"kind": s.Kind, "payload": payload, "at": at.UTC()})
+	if err != nil {
+		return sdk.Invalid("encoding the signal: %v", err)
+	}
+	if _, err := m.pool.Exec(ctx, `
+WITH cv AS (
+    SELECT cv.id, cv.assignee_id FROM conversations cv JOIN contacts c ON c.id = cv.contact_id
+    WHERE $5 <> '' AND cv.tenant_id = $3 AND cv.connection_id = $4 AND c.phone = $5
+    LIMIT 1
+)
+SELECT pg_notify($1, $2), (SELECT pg_notify($6, json_build_object('tenant_id', $3::text, 'conversation_id', cv.id,
+    'kind', 'signal', 'assignee_id', cv.assignee_id, 'signal', $7::jsonb)::text) FROM cv)`,
+		NotifyChannel, string(b), conn.TenantID, conn.ID, phone, contacts.NotifyChannel, string(inbox)); err != nil {
 		return &sdk.Error{Kind: sdk.KindRetryable, Message: "relaying the signal failed", Err: err}
 	}
 	return nil
