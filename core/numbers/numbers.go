@@ -11,7 +11,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base32"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,7 +19,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/ponte-hub/ponte/core/sessions"
@@ -284,11 +282,11 @@ func (s *Store) insert(ctx context.Context, tenantID, kind, label, connID string
 	_, err = s.pool.Exec(ctx, `
 		INSERT INTO numbers (id, tenant_id, kind, label, connection_id, modules, pacing)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`, id, tenantID, kind, label, connID, modulesRaw, pacingRaw)
-	switch pgCode(err) {
+	switch store.PGCode(err) {
 	case "":
-	case pgUniqueViolation:
+	case store.PGUniqueViolation:
 		return Number{}, ErrExists
-	case pgForeignKeyViolation:
+	case store.PGForeignKeyViolation:
 		return Number{}, store.ErrNotFound // the tenant (or connection) went away
 	}
 	if err != nil {
@@ -341,8 +339,8 @@ func (s *Store) List(ctx context.Context, tenantID string, f Filter) ([]Number, 
 	}
 	var after cursor
 	if f.Cursor != "" {
-		if err := decodeCursor(f.Cursor, &after); err != nil {
-			return nil, "", err
+		if err := store.DecodeCursor(f.Cursor, &after); err != nil || after.ID == "" {
+			return nil, "", store.ErrInvalidCursor
 		}
 	}
 	// One extra row tells whether there is a next page without a count.
@@ -363,7 +361,7 @@ func (s *Store) List(ctx context.Context, tenantID string, f Filter) ([]Number, 
 	if len(out) > limit {
 		out = out[:limit]
 		last := out[limit-1]
-		next = encodeCursor(cursor{CreatedAt: last.CreatedAt, ID: last.ID})
+		next = store.EncodeCursor(cursor{CreatedAt: last.CreatedAt, ID: last.ID})
 	}
 	return out, next, nil
 }
@@ -544,33 +542,3 @@ func newID() string {
 	return "num_" + idEncoding.EncodeToString(b)
 }
 
-func encodeCursor(c cursor) string {
-	b, _ := json.Marshal(c) // a plain struct: cannot fail
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func decodeCursor(s string, c *cursor) error {
-	b, err := base64.RawURLEncoding.DecodeString(strings.TrimSpace(s))
-	if err != nil {
-		return store.ErrInvalidCursor
-	}
-	dec := json.NewDecoder(strings.NewReader(string(b)))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(c); err != nil || c.ID == "" {
-		return store.ErrInvalidCursor
-	}
-	return nil
-}
-
-const (
-	pgForeignKeyViolation = "23503"
-	pgUniqueViolation     = "23505"
-)
-
-func pgCode(err error) string {
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		return pgErr.Code
-	}
-	return ""
-}

@@ -149,7 +149,7 @@ func (s *Store) insertAPIKey(ctx context.Context, tenantID, userID, name string,
 			WHERE $7 = '' OR EXISTS (SELECT 1 FROM users WHERE id = $7 AND tenant_id = $2)
 			RETURNING created_at`,
 			key.ID, tenantID, key.Name, lookup, hashKey(plaintext), scopes, userID).Scan(&key.CreatedAt)
-		switch pgCode(err) {
+		switch PGCode(err) {
 		case "":
 			if errors.Is(err, pgx.ErrNoRows) {
 				return APIKey{}, "", ErrNotFound
@@ -158,9 +158,9 @@ func (s *Store) insertAPIKey(ctx context.Context, tenantID, userID, name string,
 				return APIKey{}, "", fmt.Errorf("creating API key: %w", err)
 			}
 			return key, plaintext, nil
-		case pgForeignKeyViolation:
+		case PGForeignKeyViolation:
 			return APIKey{}, "", ErrNotFound
-		case pgUniqueViolation:
+		case PGUniqueViolation:
 			continue
 		default:
 			return APIKey{}, "", fmt.Errorf("creating API key: %w", err)

@@ -232,7 +232,7 @@ func TestCursorRoundTrip(t *testing.T) {
 	t.Parallel()
 	in := eventCursor{Before: 42}
 	var out eventCursor
-	if err := decodeCursor(encodeCursor(in), &out); err != nil {
+	if err := DecodeCursor(EncodeCursor(in), &out); err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff(in, out); diff != "" {
@@ -240,8 +240,8 @@ func TestCursorRoundTrip(t *testing.T) {
 	}
 	for _, bad := range []string{"!!!", "eyJ4IjoxfQ", "e30="} { // garbage, {"x":1}, padded base64
 		var c eventCursor
-		if err := decodeCursor(bad, &c); !errors.Is(err, ErrInvalidCursor) {
-			t.Errorf("decodeCursor(%q) = %v, want ErrInvalidCursor", bad, err)
+		if err := DecodeCursor(bad, &c); !errors.Is(err, ErrInvalidCursor) {
+			t.Errorf("DecodeCursor(%q) = %v, want ErrInvalidCursor", bad, err)
 		}
 	}
 }

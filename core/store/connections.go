@@ -167,7 +167,7 @@ func (s *Store) CreateConnection(ctx context.Context, tenantID string, in NewCon
 		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		RETURNING `+connectionColumns,
 		id, tenantID, in.Connector, strings.TrimSpace(in.Name), public, sealed, nonNil(vc.secrets)))
-	if pgCode(err) == pgForeignKeyViolation {
+	if PGCode(err) == PGForeignKeyViolation {
 		return Connection{}, ErrNotFound
 	}
 	if err != nil {
@@ -217,7 +217,7 @@ func (s *Store) ListConnections(ctx context.Context, tenantID string, f Connecti
 	limit := pageSize(f.Limit)
 	var after connectionCursor
 	if f.Cursor != "" {
-		if err := decodeCursor(f.Cursor, &after); err != nil {
+		if err := DecodeCursor(f.Cursor, &after); err != nil {
 			return nil, "", err
 		}
 	}
@@ -243,7 +243,7 @@ func (s *Store) ListConnections(ctx context.Context, tenantID string, f Connecti
 	if len(conns) > limit {
 		conns = conns[:limit]
 		last := conns[limit-1]
-		next = encodeCursor(connectionCursor{CreatedAt: last.CreatedAt, ID: last.ID})
+		next = EncodeCursor(connectionCursor{CreatedAt: last.CreatedAt, ID: last.ID})
 	}
 	return conns, next, nil
 }
@@ -371,7 +371,7 @@ func (s *Store) RevokeConnection(ctx context.Context, id, reason string) (bool, 
 // payment links refer to it.
 func (s *Store) DeleteConnection(ctx context.Context, tenantID, id string) error {
 	tag, err := s.pool.Exec(ctx, `DELETE FROM connections WHERE tenant_id = $1 AND id = $2`, tenantID, id)
-	if pgCode(err) == pgForeignKeyViolation {
+	if PGCode(err) == PGForeignKeyViolation {
 		return ErrConnectionInUse
 	}
 	if err != nil {

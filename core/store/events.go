@@ -66,7 +66,7 @@ func (s *Store) ListEvents(ctx context.Context, tenantID string, f EventFilter) 
 	limit := pageSize(f.Limit)
 	var c eventCursor
 	if f.Cursor != "" {
-		if err := decodeCursor(f.Cursor, &c); err != nil {
+		if err := DecodeCursor(f.Cursor, &c); err != nil {
 			return nil, "", err
 		}
 		if c.Before <= 0 {
@@ -103,7 +103,7 @@ func (s *Store) ListEvents(ctx context.Context, tenantID string, f EventFilter) 
 	next := ""
 	if len(events) > limit {
 		events = events[:limit]
-		next = encodeCursor(eventCursor{Before: events[limit-1].ID})
+		next = EncodeCursor(eventCursor{Before: events[limit-1].ID})
 	}
 	return events, next, nil
 }

@@ -64,7 +64,7 @@ func (s *Store) SetState(ctx context.Context, connectionID, key string, value []
 		INSERT INTO connection_state (connection_id, key, value) VALUES ($1, $2, $3)
 		ON CONFLICT (connection_id, key) DO UPDATE SET value = excluded.value, updated_at = now()`,
 		connectionID, key, value)
-	if pgCode(err) == pgForeignKeyViolation {
+	if PGCode(err) == PGForeignKeyViolation {
 		return ErrNotFound
 	}
 	if err != nil {

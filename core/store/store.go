@@ -127,7 +127,9 @@ func pageSize(limit int) int {
 // encodeCursor makes an opaque cursor of a small keyset position. It is not
 // signed: a client that forges one only pages through its own tenant's rows,
 // because every list query filters on the tenant as well.
-func encodeCursor(v any) string {
+// EncodeCursor encodes a page cursor (a plain struct of the last row's
+// sort keys) as the opaque string list endpoints return.
+func EncodeCursor(v any) string {
 	b, err := json.Marshal(v)
 	if err != nil {
 		panic(fmt.Sprintf("store: encoding cursor: %v", err)) // only called with plain structs
@@ -135,7 +137,9 @@ func encodeCursor(v any) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func decodeCursor(s string, v any) error {
+// DecodeCursor decodes a cursor made by EncodeCursor into v; anything else
+// is ErrInvalidCursor.
+func DecodeCursor(s string, v any) error {
 	b, err := base64.RawURLEncoding.DecodeString(strings.TrimSpace(s))
 	if err != nil {
 		return ErrInvalidCursor
@@ -148,13 +152,14 @@ func decodeCursor(s string, v any) error {
 	return nil
 }
 
-// Postgres error codes this package turns into typed errors.
+// Postgres error codes the store and its neighbours turn into typed errors.
 const (
-	pgForeignKeyViolation = "23503"
-	pgUniqueViolation     = "23505"
+	PGForeignKeyViolation = "23503"
+	PGUniqueViolation     = "23505"
 )
 
-func pgCode(err error) string {
+// PGCode returns the SQLSTATE of a Postgres error in err's chain, or "".
+func PGCode(err error) string {
 	var pgErr *pgconn.PgError
 	if errors.As(err, &pgErr) {
 		return pgErr.Code

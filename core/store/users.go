@@ -125,15 +125,15 @@ func (s *Store) CreateUser(ctx context.Context, tenantID string, in NewUser) (Us
 	u, err := scanUser(s.pool.QueryRow(ctx, `
 		INSERT INTO users (id, tenant_id, email, name, role) VALUES ($1, $2, $3, $4, $5)
 		RETURNING `+userColumns, newID("usr"), tenantID, in.Email, strings.TrimSpace(in.Name), in.Role))
-	switch pgCode(err) {
+	switch PGCode(err) {
 	case "":
 		if err != nil {
 			return User{}, fmt.Errorf("creating user: %w", err)
 		}
 		return u, nil
-	case pgUniqueViolation:
+	case PGUniqueViolation:
 		return User{}, fmt.Errorf("creating user %s: %w", in.Email, ErrConflict)
-	case pgForeignKeyViolation:
+	case PGForeignKeyViolation:
 		return User{}, ErrNotFound
 	}
 	return User{}, fmt.Errorf("creating user: %w", err)
