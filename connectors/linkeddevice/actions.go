@@ -146,14 +146,36 @@ func sendID(messageID, ledgerID string) types.MessageID {
 	return MessageIDForLedger(ledgerID)
 }
 
-// userJID turns an E.164 number (spaces and dashes allowed) into a
-// WhatsApp user JID.
-func userJID(phone string) (types.JID, error) {
-	d, ok := phoneDigits(phone)
+// userJID turns an E.164 number (spaces and dashes allowed) or a LID JID
+// ("123456789@lid", the form message.received carries in lid) into a
+// WhatsApp user JID. A LID is how a contact whose number WhatsApp hides is
+// answered: the host knows no phone for it.
+func userJID(addr string) (types.JID, error) {
+	if user, ok := strings.CutSuffix(strings.TrimSpace(addr), "@"+types.HiddenUserServer); ok {
+		if !lidDigits(user) {
+			return types.EmptyJID, sdk.Invalid("%q is not a LID (digits followed by @lid)", addr)
+		}
+		return types.NewJID(user, types.HiddenUserServer), nil
+	}
+	d, ok := phoneDigits(addr)
 	if !ok {
-		return types.EmptyJID, sdk.Invalid("%q is not a phone number in E.164", phone)
+		return types.EmptyJID, sdk.Invalid("%q is neither a phone number in E.164 nor a LID (digits@lid)", addr)
 	}
 	return types.NewJID(d, types.DefaultUserServer), nil
+}
+
+// lidDigits reports whether s is the user part of a LID: 1-20 digits, no
+// device suffix (a send goes to the user, not one of its devices).
+func lidDigits(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // phoneDigits returns the digits of an E.164 number, rejecting anything that
@@ -180,8 +202,8 @@ func phoneDigits(s string) (string, bool) {
 // ReplyTo names a received message a send quotes.
 type ReplyTo struct {
 	MessageID string `json:"message_id"`
-	// From is the quoted message's sender, E.164; empty for a message the
-	// account itself sent.
+	// From is the quoted message's sender, E.164 or a LID JID
+	// ("123456789@lid"); empty for a message the account itself sent.
 	From string `json:"from,omitempty"`
 }
 

@@ -472,6 +472,17 @@ func testSends(t *testing.T, p *plugin, conn sdk.Connection) {
 	p.mustInvoke(t, conn, ActionSendReaction, map[string]any{"to": "+393339990001", "message_id": "M_TEXT", "emoji": "❤️", "ledger_id": "msg_4"}, nil)
 	p.mustInvoke(t, conn, ActionMarkRead, map[string]any{"chat": "+393339990001", "message_ids": []string{"M_TEXT", "M_IMAGE"}}, nil)
 	p.mustInvoke(t, conn, ActionSendChatState, map[string]any{"to": "+393339990001", "state": "composing"}, nil)
+	// A contact known only by its LID is answered at its LID: typing, the
+	// text quoting its message, the read receipt.
+	const lid = "987654321012345@lid"
+	p.mustInvoke(t, conn, ActionSendChatState, map[string]any{"to": lid, "state": "composing"}, nil)
+	p.mustInvoke(t, conn, ActionSendText, map[string]any{"to": lid, "body": "secret body to a lid", "ledger_id": "msg_lid",
+		"reply_to": map[string]any{"message_id": "M_LID", "from": lid}}, nil)
+	p.mustInvoke(t, conn, ActionMarkRead, map[string]any{"chat": lid, "message_ids": []string{"M_LID"}}, nil)
+	for _, bad := range []string{"98765:12@lid", "12ab@lid", "@lid"} {
+		_, err := p.invoke(t, conn, ActionSendText, map[string]any{"to": bad, "body": "hi", "ledger_id": "msg_bad_lid"})
+		testkit.RequireKind(t, err, sdk.KindInvalid)
+	}
 
 	calls := sentCalls(t, p, conn)[callsBefore:]
 	type brief struct{ Method, To, ID, State string }
@@ -491,6 +502,9 @@ func testSends(t *testing.T, p *plugin, conn sdk.Connection) {
 		{"SendMessage", to, string(MessageIDForLedger("msg_4")), ""},
 		{"MarkRead", to, "", ""},
 		{"SendChatPresence", to, "", "composing"},
+		{"SendChatPresence", lid, "", "composing"},
+		{"SendMessage", lid, string(MessageIDForLedger("msg_lid")), ""},
+		{"MarkRead", lid, "", ""},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Fatalf("calls at the fake (-want +got):\n%s", diff)
@@ -536,6 +550,17 @@ func testSends(t *testing.T, p *plugin, conn sdk.Connection) {
 	}
 	if ids := calls[8].IDs; !slices.Equal(ids, []string{"M_TEXT", "M_IMAGE"}) {
 		t.Errorf("mark_read ids %v", ids)
+	}
+	var lidReply struct {
+		ExtendedTextMessage struct {
+			ContextInfo struct{ Participant string }
+		}
+	}
+	if err := json.Unmarshal(calls[11].Message, &lidReply); err != nil {
+		t.Fatal(err)
+	}
+	if lidReply.ExtendedTextMessage.ContextInfo.Participant != lid {
+		t.Errorf("reply to a LID contact quotes participant %q, want %q", lidReply.ExtendedTextMessage.ContextInfo.Participant, lid)
 	}
 
 	t.Run("download_media of a received image", func(t *testing.T) {

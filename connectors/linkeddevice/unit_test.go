@@ -97,6 +97,40 @@ func TestMessageIDForLedger(t *testing.T) {
 	}
 }
 
+func TestUserJID(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		in   string
+		want string // "" for an Invalid error
+	}{
+		"e164":           {"+393331234567", "393331234567@s.whatsapp.net"},
+		"spaced":         {" +39 333 123-4567 ", "393331234567@s.whatsapp.net"},
+		"lid":            {"987654321012345@lid", "987654321012345@lid"},
+		"lid spaced":     {" 987654321012345@lid ", "987654321012345@lid"},
+		"lid device":     {"987654321012345:12@lid", ""},
+		"lid letters":    {"98765abc@lid", ""},
+		"lid empty":      {"@lid", ""},
+		"lid too long":   {"123456789012345678901@lid", ""},
+		"phone server":   {"393331234567@s.whatsapp.net", ""},
+		"national phone": {"03331234567", ""},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			got, err := userJID(tc.in)
+			if tc.want == "" {
+				if sdk.KindOf(err) != sdk.KindInvalid {
+					t.Errorf("userJID(%q) = %v, %v; want an Invalid error", tc.in, got, err)
+				}
+				return
+			}
+			if err != nil || got.String() != tc.want {
+				t.Errorf("userJID(%q) = %v, %v; want %s", tc.in, got, err, tc.want)
+			}
+		})
+	}
+}
+
 func TestPhoneDigits(t *testing.T) {
 	t.Parallel()
 	tests := map[string]struct {

@@ -23,9 +23,9 @@ const (
 // ContactBody is a contact as the API shows it.
 type ContactBody struct {
 	ID          string                     `json:"id"`
-	Phone       string                     `json:"phone" example:"+393331234567" doc:"E.164."`
+	Phone       string                     `json:"phone,omitempty" example:"+393331234567" doc:"E.164. Absent for a contact WhatsApp knows only by its LID (a linked device received its message without the number) until the number is learnt."`
 	WaID        string                     `json:"wa_id,omitempty" doc:"WhatsApp's id of the number."`
-	LID         string                     `json:"lid,omitempty" doc:"The linked-device id, when known."`
+	LID         string                     `json:"lid,omitempty" example:"123456789012345@lid" doc:"The linked-device id (WhatsApp's hidden-number identity), when known."`
 	Name        string                     `json:"name,omitempty"`
 	Tags        []string                   `json:"tags"`
 	Fields      map[string]json.RawMessage `json:"fields" doc:"Custom fields."`

@@ -144,7 +144,8 @@ type ConversationBody struct {
 // ContactSummaryBody is the contact of a conversation.
 type ContactSummaryBody struct {
 	ID    string   `json:"id"`
-	Phone string   `json:"phone" example:"+393331234567"`
+	Phone string   `json:"phone,omitempty" example:"+393331234567" doc:"E.164; absent for a contact known only by its LID."`
+	LID   string   `json:"lid,omitempty" example:"123456789012345@lid" doc:"WhatsApp's hidden-number identity, when known."`
 	Name  string   `json:"name,omitempty"`
 	WaID  string   `json:"wa_id,omitempty"`
 	Tags  []string `json:"tags"`
@@ -168,7 +169,7 @@ func conversationBody(it contacts.InboxItem, now time.Time) ConversationBody {
 	w := it.Window(now)
 	b := ConversationBody{
 		ID: it.ID, ConnectionID: it.ConnectionID,
-		Contact: ContactSummaryBody{ID: it.Contact.ID, Phone: it.Contact.Phone, Name: it.Contact.Name, WaID: it.Contact.WaID, Tags: it.Contact.Tags},
+		Contact: ContactSummaryBody{ID: it.Contact.ID, Phone: it.Contact.Phone, LID: it.Contact.LID, Name: it.Contact.Name, WaID: it.Contact.WaID, Tags: it.Contact.Tags},
 		Status:  it.Status, Window: WindowBody{Open: w.Open, SecondsLeft: w.SecondsLeft}, UnreadCount: it.UnreadCount,
 		NeedsHuman: it.NeedsHuman, LastInboundAt: it.LastInboundAt, LastMessageAt: it.LastMessageAt,
 		CreatedAt: it.CreatedAt, UpdatedAt: it.UpdatedAt,

@@ -202,7 +202,9 @@ type querier interface {
 
 // checkQuery reads, for tenant $1, contact $2 and phone $3 (or the contact's
 // phone when $3 is empty), whether the number is excluded and the latest
-// action per ledger purpose. Each subquery is one probe of an index.
+// action per ledger purpose. Each subquery is one probe of an index. A
+// contact known only by its LID has no phone (NULL): exclusions are by
+// phone, so it is never excluded; its consent records, by contact id, apply.
 const checkQuery = `
 WITH target AS (
     SELECT COALESCE(NULLIF($3::text, ''), (SELECT phone FROM contacts WHERE tenant_id = $1 AND id = $2)) AS phone

@@ -161,7 +161,8 @@ type Record struct {
 	ID        int64  `json:"id"`
 	TenantID  string `json:"tenant_id"`
 	ContactID string `json:"contact_id"`
-	// Phone is the contact's number (E.164), for the reader of an export.
+	// Phone is the contact's number (E.164), for the reader of an export;
+	// "" for a contact known only by its WhatsApp LID.
 	Phone       string          `json:"phone"`
 	Purpose     string          `json:"purpose"`
 	Action      string          `json:"action"`
@@ -300,7 +301,7 @@ func (s *Service) Record(ctx context.Context, tenantID string, in NewRecord) ([]
 	var out []Record
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var phone string
-		err := tx.QueryRow(ctx, `SELECT phone FROM contacts WHERE tenant_id = $1 AND id = $2`, tenantID, in.ContactID).Scan(&phone)
+		err := tx.QueryRow(ctx, `SELECT COALESCE(phone, '') FROM contacts WHERE tenant_id = $1 AND id = $2`, tenantID, in.ContactID).Scan(&phone)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return store.ErrNotFound
 		}
@@ -322,7 +323,7 @@ func (s *Service) Record(ctx context.Context, tenantID string, in NewRecord) ([]
 	return out, nil
 }
 
-const recordColumns = `r.id, r.tenant_id, r.contact_id, c.phone, r.purpose, r.action, r.source, COALESCE(r.method, ''),
+const recordColumns = `r.id, r.tenant_id, r.contact_id, COALESCE(c.phone, ''), r.purpose, r.action, r.source, COALESCE(r.method, ''),
        COALESCE(r.text_shown, ''), COALESCE(r.text_version, ''), COALESCE(r.ip, ''), COALESCE(r.user_agent, ''),
        r.evidence, r.occurred_at, r.recorded_at`
 

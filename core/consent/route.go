@@ -61,7 +61,10 @@ const EventMessageReceived = "message.received"
 
 // inboundMessage is the part of a message.received payload keywords need.
 type inboundMessage struct {
-	From      string `json:"from"`
+	From string `json:"from"`
+	// LID is the sender's hidden-number identity; a linked device may know
+	// only this (From empty).
+	LID       string `json:"lid"`
 	MessageID string `json:"message_id"`
 	Type      string `json:"type"`
 	Text      string `json:"text"`
@@ -124,7 +127,7 @@ func (s *Service) route(ctx context.Context, ev dispatch.Event) ([]dispatch.Deli
 	if kind == KeywordNone {
 		return nil, nil
 	}
-	if !ValidPhone(m.From) || m.MessageID == "" {
+	if !(ValidPhone(m.From) || m.From == "" && m.LID != "") || m.MessageID == "" {
 		return nil, dispatch.Permanent(fmt.Errorf("consent: %s keyword in event %d without a valid sender and message id", kind, ev.ID))
 	}
 	if s.notifier == nil || s.contacts == nil {
@@ -140,7 +143,7 @@ func (s *Service) route(ctx context.Context, ev dispatch.Event) ([]dispatch.Deli
 // Idempotent: the records are unique per contact, purpose and wamid, and the
 // confirmation row is claimed before sending and marked after.
 func (s *Service) applyKeyword(ctx context.Context, ev dispatch.Event, m inboundMessage, kind, text string) error {
-	contactID, err := s.contacts.Resolve(ctx, ev.TenantID, m.From)
+	contactID, err := s.keywordContact(ctx, ev.TenantID, m)
 	if err != nil {
 		return fmt.Errorf("consent: resolving contact of %s keyword: %w", kind, err)
 	}
@@ -182,6 +185,32 @@ func (s *Service) applyKeyword(ctx context.Context, ev dispatch.Event, m inbound
 		s.log.InfoContext(ctx, "consent: keyword applied", "tenant", ev.TenantID, "contact", contactID, "keyword", kind, "records", written)
 	}
 	return s.confirm(ctx, ev.TenantID, m.MessageID)
+}
+
+// errLIDContactNotYet makes the dispatcher retry a keyword from a sender
+// known only by LID whose contact the contacts delivery of the same event has
+// not created yet (deliveries of an event are retried together).
+var errLIDContactNotYet = errors.New("no contact has this LID yet")
+
+// keywordContact returns the contact of a keyword's sender: resolved by phone,
+// or, for a sender known only by LID, the contact having the LID (the
+// surviving one of a link first). Only core/contacts creates LID-only
+// contacts, from the same message.received event.
+func (s *Service) keywordContact(ctx context.Context, tenantID string, m inboundMessage) (string, error) {
+	if m.From != "" {
+		return s.contacts.Resolve(ctx, tenantID, m.From)
+	}
+	var id string
+	err := s.pool.QueryRow(ctx, `
+		SELECT COALESCE(merged_into, id) FROM contacts WHERE tenant_id = $1 AND lid = $2
+		ORDER BY merged_into NULLS FIRST, phone NULLS LAST, created_at LIMIT 1`, tenantID, m.LID).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", fmt.Errorf("LID %s: %w", m.LID, errLIDContactNotYet)
+	}
+	if err != nil {
+		return "", fmt.Errorf("finding the contact of LID %s: %w", m.LID, err)
+	}
+	return id, nil
 }
 
 // errConfirmationInFlight makes the dispatcher retry a delivery whose

@@ -1,5 +1,7 @@
 // Package contacts keeps a tenant's contacts (one per E.164 phone, with their
-// WhatsApp id, LID, name, tags, custom fields and external ids), their
+// WhatsApp id, LID, name, tags, custom fields and external ids; a sender a
+// linked device knows only by LID is a contact without a phone until its
+// number is learnt), their
 // conversations (one per contact and channel connection, with the 24-hour
 // customer-service window, assignment, unread count and notes) and the inbound
 // side of the message ledger.
@@ -79,8 +81,10 @@ func (s *Service) NormalizePhone(raw string) (string, error) { return NormalizeP
 type Contact struct {
 	ID       string `json:"id"`
 	TenantID string `json:"-"`
-	// Phone is E.164.
-	Phone string `json:"phone"`
+	// Phone is E.164; "" for a contact WhatsApp knows only by LID (a
+	// linked device received its message without the number), until an
+	// event brings the number.
+	Phone string `json:"phone,omitempty"`
 	// WaID is WhatsApp's id of the number (digits), when known.
 	WaID string `json:"wa_id,omitempty"`
 	// LID is the linked-device id, when known.
@@ -110,7 +114,7 @@ type ContactHints struct {
 	Name string
 }
 
-const contactColumns = `id, tenant_id, phone, COALESCE(wa_id, ''), COALESCE(lid, ''), COALESCE(name, ''), tags, fields, external_ids,
+const contactColumns = `id, tenant_id, COALESCE(phone, ''), COALESCE(wa_id, ''), COALESCE(lid, ''), COALESCE(name, ''), tags, fields, external_ids,
 	COALESCE(merged_into, ''), merged_at, created_at, updated_at`
 
 func scanContact(row pgx.Row) (Contact, error) {
@@ -169,7 +173,10 @@ func (s *Service) Resolve(ctx context.Context, tenantID, phone string, hints Con
 const upsertContactSQL = `
 	INSERT INTO contacts AS c (id, tenant_id, phone, wa_id, lid, name)
 	VALUES ($1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, ''))
-	ON CONFLICT (tenant_id, phone) DO UPDATE SET
+	ON CONFLICT (tenant_id, phone) DO UPDATE SET ` + upsertContactSet
+
+// upsertContactSet is the DO UPDATE of the contact upserts.
+const upsertContactSet = `
 		wa_id = COALESCE(EXCLUDED.wa_id, c.wa_id),
 		lid = COALESCE(EXCLUDED.lid, c.lid),
 		name = COALESCE(c.name, EXCLUDED.name),
@@ -395,6 +402,10 @@ func (s *Service) UpdateContact(ctx context.Context, tenantID, id string, u Cont
 		tenantID, id, name, lid, tags, fieldsJSON, dropFields, extJSON, dropExt))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Contact{}, fmt.Errorf("updating contact %s: %w", id, store.ErrNotFound)
+	}
+	if pgCode(err) == pgCheckViolation {
+		// contacts_phone_or_lid: the LID is all a LID-only contact has.
+		return Contact{}, &store.ValidationError{Problems: []store.FieldProblem{{Field: "lid", Message: "a contact without a phone number keeps its LID"}}}
 	}
 	if err != nil {
 		return Contact{}, fmt.Errorf("updating contact: %w", err)
@@ -626,6 +637,7 @@ func likePrefix(s string) string { return likeEscape(s) + "%" }
 const (
 	pgForeignKeyViolation = "23503"
 	pgUniqueViolation     = "23505"
+	pgCheckViolation      = "23514"
 )
 
 func pgCode(err error) string {

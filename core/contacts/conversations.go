@@ -165,11 +165,14 @@ func (s *Service) ContactAssignedTo(ctx context.Context, tenantID, contactID, us
 
 // ContactSummary is what an inbox list shows of a conversation's contact.
 type ContactSummary struct {
-	ID    string   `json:"id"`
-	Phone string   `json:"phone"`
-	Name  string   `json:"name,omitempty"`
-	WaID  string   `json:"wa_id,omitempty"`
-	Tags  []string `json:"tags"`
+	ID string `json:"id"`
+	// Phone is E.164; "" for a contact known only by its LID.
+	Phone string `json:"phone,omitempty"`
+	// LID is the contact's hidden-number identity, when known.
+	LID  string   `json:"lid,omitempty"`
+	Name string   `json:"name,omitempty"`
+	WaID string   `json:"wa_id,omitempty"`
+	Tags []string `json:"tags"`
 }
 
 // InboxItem is a conversation with its contact, as the inbox lists it.
@@ -210,14 +213,14 @@ type conversationCursor struct {
 	ID string    `json:"i"`
 }
 
-const inboxSelect = `SELECT ` + conversationColumns + `, ct.phone, COALESCE(ct.name, ''), COALESCE(ct.wa_id, ''), ct.tags,
+const inboxSelect = `SELECT ` + conversationColumns + `, COALESCE(ct.phone, ''), COALESCE(ct.lid, ''), COALESCE(ct.name, ''), COALESCE(ct.wa_id, ''), ct.tags,
 	COALESCE(u.name, ''), COALESCE(cv.last_message_at, cv.created_at)
 	FROM conversations cv JOIN contacts ct ON ct.id = cv.contact_id LEFT JOIN users u ON u.id = cv.assignee_id`
 
 func scanInboxItem(row pgx.Row) (InboxItem, time.Time, error) {
 	var it InboxItem
 	var at time.Time
-	c, err := scanConversation(row, &it.Contact.Phone, &it.Contact.Name, &it.Contact.WaID, &it.Contact.Tags, &it.AssigneeName, &at)
+	c, err := scanConversation(row, &it.Contact.Phone, &it.Contact.LID, &it.Contact.Name, &it.Contact.WaID, &it.Contact.Tags, &it.AssigneeName, &at)
 	if err != nil {
 		return InboxItem{}, time.Time{}, err
 	}

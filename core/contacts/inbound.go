@@ -76,19 +76,20 @@ func (s *Service) Route() dispatch.Router {
 	})
 }
 
-// inboundSQL is the first statement of an inbound application: upsert the
-// contact by phone (following a link), upsert its conversation on the
-// connection moving last_inbound_at/last_message_at only forward (GREATEST,
-// so late or repeated deliveries never move them back), insert the ledger row
-// unless the wamid is already stored on this connection, and return the ids.
+// inboundSQL is the first statement of an inbound application: find or
+// create the contact (the fragment ct, see [phoneContactSQL] and
+// [lidContactSQL]), upsert its conversation on the connection moving
+// last_inbound_at/last_message_at only forward (GREATEST, so late or repeated
+// deliveries never move them back), insert the ledger row unless the wamid is
+// already stored on this connection, and return the ids and the LID-only
+// contact to link into the sender's (mf, "" when none).
 //
-// $1 new contact id, $2 tenant, $3 phone, $4 wa_id, $5 lid or ”, $6
+// $1 new contact id, $2 tenant, $3 phone or NULL, $4 wa_id, $5 lid or ”, $6
 // profile name, $7 new conversation id, $8 connection, $9 message time, $10
 // inbound time or NULL, $11 new message id, $12 kind, $13 content, $14 wamid.
-const inboundSQL = `
-WITH ct AS (` + upsertContactSQL + `
-	RETURNING COALESCE(c.merged_into, c.id) AS id
-), cv AS (
+func inboundSQL(contactCTEs string) string {
+	return `
+WITH ` + contactCTEs + `, cv AS (
 	INSERT INTO conversations AS cv (id, tenant_id, contact_id, connection_id, last_inbound_at, last_message_at)
 	SELECT $7, $2, ct.id, $8, $10, $9 FROM ct
 	ON CONFLICT (tenant_id, contact_id, connection_id) DO UPDATE SET
@@ -102,7 +103,77 @@ WITH ct AS (` + upsertContactSQL + `
 	ON CONFLICT (connection_id, provider_message_id) DO NOTHING
 	RETURNING id
 )
-SELECT cv.contact_id, cv.id, COALESCE((SELECT id FROM m), '') FROM cv`
+SELECT cv.contact_id, cv.id, COALESCE((SELECT id FROM m), ''), COALESCE((SELECT id FROM mf), '') FROM cv`
+}
+
+// phoneContactSQL are the contact CTEs of a sender with a phone number
+// (and maybe a LID). When the event brings a LID that a LID-only contact
+// (phone NULL) has and no contact has the phone yet, the phone is attached
+// to that contact (att), which keeps its conversations. Otherwise the
+// contact is upserted by phone following a link (up), and a LID-only
+// contact with the LID is returned in mf so the caller links it into the
+// sender's contact.
+//
+// Concurrency: two events attaching the same phone serialise on the
+// LID-only row; the second finds phone set (the UPDATE re-checks its WHERE)
+// and its upsert conflicts on the now-attached contact's phone. A contact
+// created with the phone by another transaction after this snapshot makes
+// the attach a unique violation, an error the dispatcher retries; the retry
+// takes the link path.
+const phoneContactSQL = `att AS (
+	UPDATE contacts c SET phone = $3,
+		wa_id = COALESCE(NULLIF($4, ''), c.wa_id),
+		name = COALESCE(c.name, NULLIF($6, '')),
+		updated_at = now()
+	WHERE $5 <> '' AND c.tenant_id = $2 AND c.lid = $5 AND c.phone IS NULL AND c.merged_into IS NULL
+	  AND NOT EXISTS (SELECT 1 FROM contacts p WHERE p.tenant_id = $2 AND p.phone = $3)
+	RETURNING c.id
+), up AS (` + upsertContactSelectSQL + `
+	RETURNING COALESCE(c.merged_into, c.id) AS id
+), ct AS (
+	SELECT id FROM att UNION ALL SELECT id FROM up
+), mf AS (
+	SELECT l.id FROM contacts l
+	WHERE $5 <> '' AND l.tenant_id = $2 AND l.lid = $5 AND l.phone IS NULL AND l.merged_into IS NULL
+	  AND NOT EXISTS (SELECT 1 FROM att)
+	LIMIT 1
+)`
+
+// upsertContactSelectSQL is [upsertContactSQL] as INSERT ... SELECT, skipped
+// when att attached the phone to a LID-only contact.
+const upsertContactSelectSQL = `
+	INSERT INTO contacts AS c (id, tenant_id, phone, wa_id, lid, name)
+	SELECT $1, $2, $3, NULLIF($4, ''), NULLIF($5, ''), NULLIF($6, '') WHERE NOT EXISTS (SELECT 1 FROM att)
+	ON CONFLICT (tenant_id, phone) DO UPDATE SET ` + upsertContactSet
+
+// lidContactSQL are the contact CTEs of a sender known only by LID: the
+// contact having the LID (the surviving one of a link first, then one with
+// a phone), else a new LID-only contact (phone NULL). The upsert conflicts on
+// contacts_lid_only, so concurrent first messages from one LID make one
+// contact. $3 is NULL here.
+const lidContactSQL = `found AS (
+	SELECT COALESCE(merged_into, id) AS id FROM contacts
+	WHERE tenant_id = $2 AND lid = $5
+	ORDER BY merged_into NULLS FIRST, phone NULLS LAST, created_at
+	LIMIT 1
+), named AS (
+	UPDATE contacts c SET name = NULLIF($6, ''), updated_at = now()
+	FROM found f WHERE c.id = f.id AND c.name IS NULL AND $6 <> ''
+), ins AS (
+	INSERT INTO contacts AS c (id, tenant_id, phone, wa_id, lid, name)
+	SELECT $1, $2, $3::text, NULLIF($4, ''), $5, NULLIF($6, '') WHERE NOT EXISTS (SELECT 1 FROM found)
+	ON CONFLICT (tenant_id, lid) WHERE phone IS NULL AND lid IS NOT NULL DO UPDATE SET ` + upsertContactSet + `
+	RETURNING COALESCE(c.merged_into, c.id) AS id
+), ct AS (
+	SELECT id FROM found UNION ALL SELECT id FROM ins
+), mf AS (
+	SELECT NULL::text AS id WHERE false
+)`
+
+var (
+	inboundByPhoneSQL = inboundSQL(phoneContactSQL)
+	inboundByLIDSQL   = inboundSQL(lidContactSQL)
+)
 
 // countSQL is the second statement: it counts the message as unread and
 // notifies live inboxes, both only when the first statement inserted the
@@ -122,14 +193,19 @@ SELECT pg_notify('` + NotifyChannel + `', json_build_object(
 FROM u`
 
 // ApplyInbound stores an inbound message event: the contact (created by
-// phone, WhatsApp id recorded, profile name set when the contact has none),
+// phone, WhatsApp id recorded, profile name set when the contact has none;
+// for a linked device's sender known only by LID, found or created without a
+// phone by LID, and given its phone when a later event brings both),
 // its conversation on the connection, the ledger row (direction in, status
 // received), the conversation's activity times and unread count, and a
 // notification to live inboxes. It is idempotent: the wamid is unique per
 // connection, and a message already stored changes nothing.
 //
 // Everything happens in one transaction sent as one pgx batch: a single
-// round trip to the database.
+// round trip to the database. The one exception is the first event bringing
+// the phone of a LID-only contact when another contact already has that
+// phone: the LID-only contact is then linked into it with [Service.Link], in
+// its own transaction after the batch (once per LID).
 // Malformed events are dispatch.Permanent errors: retrying cannot fix them.
 func (s *Service) ApplyInbound(ctx context.Context, ev dispatch.Event) (InboundResult, error) {
 	var env inboundEnvelope
@@ -139,22 +215,18 @@ func (s *Service) ApplyInbound(ctx context.Context, ev dispatch.Event) (InboundR
 	if env.MessageID == "" {
 		return InboundResult{}, dispatch.Permanent(errors.New("message.received without message_id"))
 	}
-	from := env.From
-	if from == "" && env.LID != "" {
-		// A linked device may know a sender only by LID; a contact that
-		// has it gives the phone.
-		err := s.pool.QueryRow(ctx, `SELECT phone FROM contacts WHERE tenant_id = $1 AND lid = $2
-			ORDER BY merged_into NULLS FIRST LIMIT 1`, ev.TenantID, env.LID).Scan(&from)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return InboundResult{}, dispatch.Permanent(fmt.Errorf("message.received from LID %s: no contact has this LID and the event carries no phone", env.LID))
-		}
+	// A linked device may know a sender only by LID: the contact is then
+	// found, or created without a phone, by LID.
+	lid := strings.TrimSpace(env.LID)
+	var phone *string
+	if strings.TrimSpace(env.From) != "" {
+		p, err := s.NormalizePhone(env.From)
 		if err != nil {
-			return InboundResult{}, fmt.Errorf("finding the contact of LID %s: %w", env.LID, err)
+			return InboundResult{}, dispatch.Permanent(fmt.Errorf("message.received sender: %w", err))
 		}
-	}
-	phone, err := s.NormalizePhone(from)
-	if err != nil {
-		return InboundResult{}, dispatch.Permanent(fmt.Errorf("message.received sender: %w", err))
+		phone = &p
+	} else if lid == "" {
+		return InboundResult{}, dispatch.Permanent(errors.New("message.received without a sender: neither from nor lid is set"))
 	}
 	content, err := messageContent(ev.Payload)
 	if err != nil {
@@ -196,10 +268,15 @@ func (s *Service) ApplyInbound(ctx context.Context, ev dispatch.Event) (InboundR
 	// event is then applied again (idempotently).
 	b.Queue("BEGIN")
 	b.Queue("SET LOCAL synchronous_commit = off")
-	b.Queue(inboundSQL, newID("ct"), ev.TenantID, phone, env.WaID, strings.TrimSpace(env.LID), strings.TrimSpace(env.ProfileName),
+	sql := inboundByPhoneSQL
+	if phone == nil {
+		sql = inboundByLIDSQL
+	}
+	var mergeFrom string
+	b.Queue(sql, newID("ct"), ev.TenantID, phone, env.WaID, lid, strings.TrimSpace(env.ProfileName),
 		newID("cv"), ev.ConnectionID, at, inboundAt, msgID, kind, content, env.MessageID).
 		QueryRow(func(row pgx.Row) error {
-			return row.Scan(&res.ContactID, &res.ConversationID, &res.MessageID)
+			return row.Scan(&res.ContactID, &res.ConversationID, &res.MessageID, &mergeFrom)
 		})
 	b.Queue(countSQL, msgID, ev.TenantID, unread)
 	b.Queue("COMMIT")
@@ -210,6 +287,17 @@ func (s *Service) ApplyInbound(ctx context.Context, ev dispatch.Event) (InboundR
 			return InboundResult{}, dispatch.Permanent(fmt.Errorf("storing inbound message: %w", err))
 		}
 		return InboundResult{}, fmt.Errorf("storing inbound message: %w", err)
+	}
+	if mergeFrom != "" {
+		// The sender wrote before from its LID only, and its number is a
+		// contact already: the LID-only contact and its conversations join
+		// that contact. Not in the batch above (Link is several statements
+		// under row locks), so it runs once per LID, after the message is
+		// stored; a failure is retried by the dispatcher, and the retry
+		// finds the message stored and links again.
+		if _, err := s.Link(ctx, ev.TenantID, mergeFrom, res.ContactID, ""); err != nil && !errors.Is(err, ErrAlreadyMerged) {
+			return InboundResult{}, fmt.Errorf("linking the LID-only contact %s into %s: %w", mergeFrom, res.ContactID, err)
+		}
 	}
 	return res, nil
 }

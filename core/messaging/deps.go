@@ -15,9 +15,14 @@ type Invoker interface {
 
 // Recipient is who a send goes to, on one number.
 type Recipient struct {
-	ContactID      string
-	Phone          string // E.164
-	WAID           string
+	ContactID string
+	// Phone is E.164; "" for a contact known only by its LID.
+	Phone string
+	WAID  string
+	// LID is the contact's WhatsApp hidden-number identity
+	// ("123456789@lid"), when known. A contact without a phone can only be
+	// reached at it, from a linked-device number.
+	LID            string
 	ConversationID string
 	// LastInboundAt is the customer's last message on this number, which
 	// opens the 24-hour window; nil when the customer never wrote.

@@ -239,7 +239,7 @@ func (s *Service) paceLinked(ctx context.Context, p *plan) error {
 	}
 	typing := min(time.Duration(utf8.RuneCountInString(p.c.Text))*60*time.Millisecond+time.Second, pc.TypingMax)
 	if _, err := s.invoker.Invoke(ctx, invoke.Call{TenantID: p.row.TenantID, ConnectionID: p.row.ConnectionID,
-		Action: ActionSendChatState, Params: mustJSON(map[string]string{"to": p.rcpt.Phone, "state": "composing"})}); err != nil {
+		Action: ActionSendChatState, Params: mustJSON(map[string]string{"to": p.c.To, "state": "composing"})}); err != nil {
 		s.log.DebugContext(ctx, "messaging: typing indicator failed", "message", p.row.ID, "error", err)
 		return nil
 	}
@@ -254,7 +254,45 @@ func mustJSON(v any) []byte {
 	return b
 }
 
+// recipientAddress is the `to` of a send to rcpt: its phone, or for a
+// contact known only by its LID the LID JID ("123456789@lid"), which only a
+// linked-device number can send to (the Cloud API addresses phone numbers).
+func recipientAddress(rcpt Recipient, linked bool) (string, error) {
+	if rcpt.Phone != "" {
+		return rcpt.Phone, nil
+	}
+	if rcpt.LID == "" {
+		return "", &InvalidError{Field: "contact_id", Reason: "the contact has neither a phone number nor a WhatsApp LID"}
+	}
+	if !linked {
+		return "", &InvalidError{Field: "connection_id", Reason: "this contact is known only by its WhatsApp LID; answer from a linked-device number"}
+	}
+	jid, ok := LIDJID(rcpt.LID)
+	if !ok {
+		return "", &InvalidError{Field: "contact_id", Reason: fmt.Sprintf("the contact's LID %q is not a WhatsApp LID (digits, optionally followed by @lid)", rcpt.LID)}
+	}
+	return jid, nil
+}
+
+// LIDJID returns the JID a linked-device send to a LID goes to,
+// "<digits>@lid", from a LID as the connector reports it ("123@lid") or as
+// an operator may have typed it (digits only); false when lid is neither.
+func LIDJID(lid string) (string, bool) {
+	user := strings.TrimSuffix(strings.TrimSpace(lid), "@lid")
+	if user == "" || len(user) > 20 {
+		return "", false
+	}
+	for _, r := range user {
+		if r < '0' || r > '9' {
+			return "", false
+		}
+	}
+	return user + "@lid", true
+}
+
 // linkedParams builds the linked-device connector's action and parameters.
+// c.To is a phone or a LID JID; the connector takes both in to and in
+// reply_to.from.
 func linkedParams(k Kind, c content, ledgerID string) (string, map[string]any) {
 	params := map[string]any{"to": c.To, "ledger_id": ledgerID, "message_id": LinkedMessageID(ledgerID)}
 	if c.ReplyTo != "" {

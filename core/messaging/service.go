@@ -424,8 +424,12 @@ func (s *Service) plan(ctx context.Context, req SendRequest) (plan, error) {
 	if err != nil {
 		return plan{}, err
 	}
+	to, err := recipientAddress(rcpt, ch.Connector == ConnectorLinkedDevice)
+	if err != nil {
+		return plan{}, err
+	}
 	c := content{
-		To: rcpt.Phone, Text: req.Text, PreviewURL: req.PreviewURL, Media: req.Media, Template: req.Template,
+		To: to, Text: req.Text, PreviewURL: req.PreviewURL, Media: req.Media, Template: req.Template,
 		Interactive: req.Interactive, ReplyTo: req.ReplyTo, Reaction: req.Reaction, AllowDefer: req.AllowDefer, Module: req.Module,
 	}
 	if req.Kind == KindReaction {
@@ -443,7 +447,7 @@ func (s *Service) plan(ctx context.Context, req SendRequest) (plan, error) {
 		c: c, kind: req.Kind, rcpt: rcpt, channel: ch,
 		row: Message{
 			ID: newID("msg"), TenantID: req.TenantID, ConnectionID: req.ConnectionID,
-			ConversationID: rcpt.ConversationID, ContactID: rcpt.ContactID, To: rcpt.Phone, Direction: "out",
+			ConversationID: rcpt.ConversationID, ContactID: rcpt.ContactID, To: to, Direction: "out",
 			Kind: storedKind(req.Kind, req.Media), Content: body, Purpose: cmp.Or(req.Purpose, PurposeService),
 			IdempotencyKey: req.IdempotencyKey, AuthorID: req.AuthorID,
 		},
@@ -677,7 +681,7 @@ func (s *Service) pace(ctx context.Context, p *plan) error {
 	if p.linked() {
 		return s.paceLinked(ctx, p)
 	}
-	return s.pacer.Wait(ctx, p.row.ConnectionID, p.rcpt.Phone, p.channel.Tier)
+	return s.pacer.Wait(ctx, p.row.ConnectionID, p.c.To, p.channel.Tier)
 }
 
 // refuse records a refusal (or a deferral past quiet hours) and reports it.

@@ -42,11 +42,11 @@ const resolveByPhone = `
 WITH ins_ct AS (
     INSERT INTO contacts (id, tenant_id, phone) VALUES ($3, $1, $4)
     ON CONFLICT (tenant_id, phone) DO NOTHING
-    RETURNING id, phone, COALESCE(wa_id, '') AS wa_id
+    RETURNING id, phone, COALESCE(wa_id, '') AS wa_id, COALESCE(lid, '') AS lid
 ), ct AS (
-    SELECT id, phone, wa_id FROM ins_ct
+    SELECT id, phone, wa_id, lid FROM ins_ct
     UNION ALL
-    SELECT id, phone, COALESCE(wa_id, '') FROM contacts WHERE tenant_id = $1 AND phone = $4
+    SELECT id, phone, COALESCE(wa_id, ''), COALESCE(lid, '') FROM contacts WHERE tenant_id = $1 AND phone = $4
     LIMIT 1
 ), ins_cv AS (
     INSERT INTO conversations (id, tenant_id, contact_id, connection_id)
@@ -54,7 +54,7 @@ WITH ins_ct AS (
     ON CONFLICT (tenant_id, contact_id, connection_id) DO NOTHING
     RETURNING id, last_inbound_at
 )
-SELECT ct.id, ct.phone, ct.wa_id, cv.id, cv.last_inbound_at
+SELECT ct.id, ct.phone, ct.wa_id, ct.lid, cv.id, cv.last_inbound_at
 FROM ct, LATERAL (
     SELECT id, last_inbound_at FROM ins_cv
     UNION ALL
@@ -63,16 +63,19 @@ FROM ct, LATERAL (
     LIMIT 1
 ) cv`
 
+// resolveByID reads the contact $3 (a phone NULL for a contact known only by
+// LID reads as "") and upserts its conversation on connection $2.
 const resolveByID = `
 WITH ct AS (
-    SELECT id, phone, COALESCE(wa_id, '') AS wa_id FROM contacts WHERE tenant_id = $1 AND id = $3
+    SELECT id, COALESCE(phone, '') AS phone, COALESCE(wa_id, '') AS wa_id, COALESCE(lid, '') AS lid
+    FROM contacts WHERE tenant_id = $1 AND id = $3
 ), ins_cv AS (
     INSERT INTO conversations (id, tenant_id, contact_id, connection_id)
     SELECT $4, $1, ct.id, $2 FROM ct
     ON CONFLICT (tenant_id, contact_id, connection_id) DO NOTHING
     RETURNING id, last_inbound_at
 )
-SELECT ct.id, ct.phone, ct.wa_id, cv.id, cv.last_inbound_at
+SELECT ct.id, ct.phone, ct.wa_id, ct.lid, cv.id, cv.last_inbound_at
 FROM ct, LATERAL (
     SELECT id, last_inbound_at FROM ins_cv
     UNION ALL
@@ -84,7 +87,7 @@ FROM ct, LATERAL (
 // findByPhone reads an existing contact and conversation: the common case,
 // and cheaper than the upsert.
 const findByPhone = `
-SELECT ct.id, ct.phone, COALESCE(ct.wa_id, ''), cv.id, cv.last_inbound_at
+SELECT ct.id, ct.phone, COALESCE(ct.wa_id, ''), COALESCE(ct.lid, ''), cv.id, cv.last_inbound_at
 FROM contacts ct
 JOIN conversations cv ON cv.tenant_id = ct.tenant_id AND cv.contact_id = ct.id AND cv.connection_id = $2
 WHERE ct.tenant_id = $1 AND ct.phone = $3`
@@ -93,7 +96,7 @@ WHERE ct.tenant_id = $1 AND ct.phone = $3`
 func (d *SQLDirectory) Recipient(ctx context.Context, tenantID, connectionID, phone, contactID string) (Recipient, error) {
 	if contactID == "" {
 		var r Recipient
-		err := d.pool.QueryRow(ctx, findByPhone, tenantID, connectionID, phone).Scan(&r.ContactID, &r.Phone, &r.WAID,
+		err := d.pool.QueryRow(ctx, findByPhone, tenantID, connectionID, phone).Scan(&r.ContactID, &r.Phone, &r.WAID, &r.LID,
 			&r.ConversationID, &r.LastInboundAt)
 		if err == nil {
 			return r, nil
@@ -110,7 +113,7 @@ func (d *SQLDirectory) Recipient(ctx context.Context, tenantID, connectionID, ph
 			row = d.pool.QueryRow(ctx, resolveByPhone, tenantID, connectionID, newID("ct"), phone, newID("cv"))
 		}
 		var r Recipient
-		err := row.Scan(&r.ContactID, &r.Phone, &r.WAID, &r.ConversationID, &r.LastInboundAt)
+		err := row.Scan(&r.ContactID, &r.Phone, &r.WAID, &r.LID, &r.ConversationID, &r.LastInboundAt)
 		if err == nil {
 			return r, nil
 		}

@@ -11,8 +11,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/ponte-hub/ponte/core/ingress"
 	"github.com/ponte-hub/ponte/core/contacts"
+	"github.com/ponte-hub/ponte/core/ingress"
 	"github.com/ponte-hub/ponte/core/store"
 	"github.com/ponte-hub/ponte/plugins/sdk"
 )
@@ -371,7 +371,10 @@ func (m *Manager) Signal(ctx context.Context, conn store.Connection, s sdk.Signa
 	// Presence and typing of a contact also go to the live inboxes, as an
 	// event of the contact's conversation on this number (when there is
 	// one), with the conversation's assignee so operators see only theirs.
+	// A contact WhatsApp shows only by LID (no phone in the signal) is
+	// found by its LID.
 	phone, _ := payload["phone"].(string)
+	lid, _ := payload["lid"].(string)
 	inbox, err := json.Marshal(map[string]any{"kind": s.Kind, "payload": payload, "at": at.UTC()})
 	if err != nil {
 		return sdk.Invalid("encoding the signal: %v", err)
@@ -379,12 +382,13 @@ func (m *Manager) Signal(ctx context.Context, conn store.Connection, s sdk.Signa
 	if _, err := m.pool.Exec(ctx, `
 WITH cv AS (
     SELECT cv.id, cv.assignee_id FROM conversations cv JOIN contacts c ON c.id = cv.contact_id
-    WHERE $5 <> '' AND cv.tenant_id = $3 AND cv.connection_id = $4 AND c.phone = $5
+    WHERE cv.tenant_id = $3 AND cv.connection_id = $4
+      AND ($5 <> '' AND c.phone = $5 OR $5 = '' AND $8 <> '' AND c.lid = $8)
     LIMIT 1
 )
 SELECT pg_notify($1, $2), (SELECT pg_notify($6, json_build_object('tenant_id', $3::text, 'conversation_id', cv.id,
     'kind', 'signal', 'assignee_id', cv.assignee_id, 'signal', $7::jsonb)::text) FROM cv)`,
-		NotifyChannel, string(b), conn.TenantID, conn.ID, phone, contacts.NotifyChannel, string(inbox)); err != nil {
+		NotifyChannel, string(b), conn.TenantID, conn.ID, phone, contacts.NotifyChannel, string(inbox), lid); err != nil {
 		return &sdk.Error{Kind: sdk.KindRetryable, Message: "relaying the signal failed", Err: err}
 	}
 	return nil
