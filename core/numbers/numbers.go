@@ -541,4 +541,3 @@ func newID() string {
 	_, _ = rand.Read(b) // never fails on supported platforms
 	return "num_" + idEncoding.EncodeToString(b)
 }
-
