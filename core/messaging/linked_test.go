@@ -228,6 +228,34 @@ func TestLinkedDeviceReactions(t *testing.T) {
 	}
 }
 
+func TestLinkedDeviceTemplateTextFallback(t *testing.T) {
+	t.Parallel()
+	r := linkedRig(t, 0, fakeNewContacts{}, LinkedPacing{MessagesPerMinute: 60, NewContactsPerDay: 10})
+	req := templateReq("tf", "promo")
+	req.Purpose, req.TextFallback = PurposeMarketing, "Ciao Anna, il tuo carrello ti aspetta: https://shop.example/c/1"
+	m, err := r.svc.Send(t.Context(), req)
+	if err != nil || m.Status != StatusSent || m.Kind != "text" || m.Purpose != PurposeMarketing {
+		t.Fatalf("Send = %+v, %v; want the fallback text sent as a marketing text", m, err)
+	}
+	var params map[string]any
+	_ = json.Unmarshal(r.inv.calls[0].Params, &params)
+	if r.inv.calls[0].Action != ActionSendText || params["body"] != req.TextFallback {
+		t.Fatalf("call %s %v; want send_text with the fallback", r.inv.calls[0].Action, params)
+	}
+	// The consent rules are those of the purpose: no marketing opt-in, no send.
+	denied := linkedRig(t, 0, fakeNewContacts{}, LinkedPacing{MessagesPerMinute: 60, NewContactsPerDay: 10})
+	denied.consent.decision = map[Purpose]ConsentDecision{PurposeMarketing: {Reason: ReasonNoMarketingConsent}}
+	var ref *RefusedError
+	if _, err := denied.svc.Send(t.Context(), req); !errors.As(err, &ref) || ref.Reason != ReasonNoMarketingConsent {
+		t.Fatalf("without a marketing opt-in: %v; want refused", err)
+	}
+	// A fallback on a Cloud API number is not used: the template goes.
+	cloud := newRig(t, 0, nil)
+	if m, err := cloud.svc.Send(t.Context(), req); err != nil || m.Kind != "template" {
+		t.Fatalf("Cloud API send with a fallback = %+v, %v; want the template", m, err)
+	}
+}
+
 func TestLinkedMessageID(t *testing.T) {
 	t.Parallel()
 	a, b := LinkedMessageID("msg_1"), LinkedMessageID("msg_2")

@@ -129,6 +129,11 @@ type SendRequest struct {
 	ReplyTo string
 	// Reaction is the emoji of a reaction and the message it is on.
 	Reaction *Reaction
+	// TextFallback, on a template send, is the same message as free text,
+	// sent instead when the number cannot send templates (a linked
+	// device). It also lets a send bound to any number go from a linked
+	// device. At most 4096 characters.
+	TextFallback string
 	// Purpose defaults to service for free-form messages; templates take
 	// their category whatever is given here.
 	Purpose Purpose

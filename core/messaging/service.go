@@ -305,6 +305,9 @@ func validate(req *SendRequest) error {
 		if t == nil || t.Name == "" || t.Language == "" {
 			return bad("template", "name and language are required for a template message")
 		}
+		if utf8.RuneCountInString(req.TextFallback) > maxTextLen {
+			return bad("text_fallback", "is longer than 4096 characters")
+		}
 		if len(t.Params) > 0 && len(t.Components) > 0 {
 			return bad("template", "give params or components, not both")
 		}
@@ -389,7 +392,8 @@ func (s *Service) plan(ctx context.Context, req SendRequest) (plan, error) {
 		if s.numbers == nil {
 			return plan{}, &InvalidError{Field: "connection_id", Reason: "is required"}
 		}
-		id, err := s.numbers.Choose(ctx, req.TenantID, req.Module, req.Kind == KindTemplate || req.Kind == KindInteractive)
+		cloudOnly := req.Kind == KindInteractive || (req.Kind == KindTemplate && req.TextFallback == "")
+		id, err := s.numbers.Choose(ctx, req.TenantID, req.Module, cloudOnly)
 		if isNotFound(err) {
 			return plan{}, &InvalidError{Field: "connection_id", Reason: "none of the tenant's numbers can send this message now (no connected linked device, no Cloud API number)"}
 		}
@@ -408,8 +412,12 @@ func (s *Service) plan(ctx context.Context, req SendRequest) (plan, error) {
 	if ch.Connector != Connector && ch.Connector != ConnectorLinkedDevice {
 		return plan{}, &InvalidError{Field: "connection_id", Reason: "the connection is not a WhatsApp number"}
 	}
+	if ch.Connector == ConnectorLinkedDevice && req.Kind == KindTemplate && req.TextFallback != "" {
+		// A linked device sends the template's text instead.
+		req.Kind, req.Text, req.Template = KindText, req.TextFallback, nil
+	}
 	if ch.Connector == ConnectorLinkedDevice && (req.Kind == KindTemplate || req.Kind == KindInteractive) {
-		return plan{}, &InvalidError{Field: "kind", Reason: "a linked-device number sends text, media and reactions; templates and interactive messages are Cloud API features"}
+		return plan{}, &InvalidError{Field: "kind", Reason: "a linked-device number sends text, media and reactions; templates and interactive messages are Cloud API features (give a template send a text_fallback to send it from a linked device)"}
 	}
 	if ch.Connector != ConnectorLinkedDevice && req.Kind == KindReaction {
 		return plan{}, &InvalidError{Field: "kind", Reason: "reactions are sent from linked-device numbers; the Cloud API connector does not send them yet"}

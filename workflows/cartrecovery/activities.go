@@ -22,6 +22,7 @@ import (
 	"github.com/ponte-hub/ponte/core/store"
 	"github.com/ponte-hub/ponte/plugins/sdk/commerce"
 	"github.com/ponte-hub/ponte/workflows/internal/connerr"
+	"github.com/ponte-hub/ponte/workflows/internal/textvars"
 )
 
 // Invoker runs connector actions for a tenant; *invoke.Invoker implements it.
@@ -352,8 +353,12 @@ func (a *Activities) Send(ctx context.Context, in SendInput) (SendOutcome, error
 			Detail: fmt.Sprintf("the cart has no value for the template variable %s", missing)}, nil
 	}
 	at := time.Now().UTC()
+	var text string
+	if in.Template.Text != "" {
+		text = textvars.Render(in.Template.Text, Values(cart, in.Code, in.NameFallback))
+	}
 	msg, err := a.Messenger.Send(ctx, messaging.SendRequest{TenantID: in.TenantID, ConnectionID: in.ChannelConnectionID,
-		To: cart.Phone, Kind: messaging.KindTemplate, Template: tmpl, Purpose: messaging.PurposeMarketing,
+		To: cart.Phone, Kind: messaging.KindTemplate, Template: tmpl, TextFallback: text, Purpose: messaging.PurposeMarketing,
 		IdempotencyKey: SendKey(in.CartRef, in.Step, in.Attempt), Module: messaging.ModuleAutomations})
 	var (
 		ref *messaging.RefusedError

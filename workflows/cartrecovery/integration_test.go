@@ -617,9 +617,12 @@ func TestIntegrationActivities(t *testing.T) {
 	// the key from the workflow id, step and attempt.
 	out, err := e.acts.Send(ctx, SendInput{CartRef: refOK, Step: 2, Attempt: 1, ChannelConnectionID: "con_wa", Code: "COMEBACK-1",
 		Template: TemplateRef{Template: "cart_discount", Language: "en", Variables: []string{VarName, VarItems, VarTotal, VarCode},
-			ButtonURLVariable: VarLinkPath}})
+			ButtonURLVariable: VarLinkPath, Text: "Ciao {{name}}: {{items}} ({{total}}), con {{code}}"}})
 	if err != nil || !out.Sent {
 		t.Fatalf("Send = %+v, %v", out, err)
+	}
+	if want := "Ciao Anna: Blue mug ×2, Tea (49.90 EUR), con COMEBACK-1"; e.msgr.sent()[0].TextFallback != want {
+		t.Errorf("text fallback %q, want %q (what a linked-device number sends instead)", e.msgr.sent()[0].TextFallback, want)
 	}
 	req := e.msgr.sent()[0]
 	if req.To != "+393331234567" || req.ConnectionID != "con_wa" || req.Kind != messaging.KindTemplate ||

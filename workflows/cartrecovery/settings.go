@@ -7,10 +7,12 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/danielgtaylor/huma/v2"
 
 	"github.com/ponte-hub/ponte/core/store"
+	"github.com/ponte-hub/ponte/workflows/internal/textvars"
 )
 
 // SettingsKind is the automation kind cart recovery's settings are stored
@@ -135,6 +137,10 @@ type TemplateRef struct {
 	// ButtonURLVariable is the dynamic suffix of the template's URL button
 	// (its first button), when it has one.
 	ButtonURLVariable string `json:"button_url_variable,omitempty" doc:"The dynamic suffix of the template's URL button: link_path, link or code."`
+	// Text is the same message as free text with {{name}} placeholders,
+	// sent instead of the template from a linked-device number (which
+	// cannot send templates).
+	Text string `json:"text,omitempty" maxLength:"4096" doc:"The same message as free text, with {{name}}, {{items}}, {{total}}, {{link}}, {{link_path}} or {{code}}: sent instead of the template from a linked-device number, which cannot send templates."`
 }
 
 // Discount configures the discount code of a step.
@@ -235,6 +241,9 @@ func (s Settings) Validate() error {
 	return nil
 }
 
+// maxText is WhatsApp's limit on a text message's body.
+const maxText = 4096
+
 // validate checks a template reference; withCode says whether the code
 // variable has a value.
 func (t TemplateRef) validate(f string, withCode bool, add func(field, format string, args ...any)) {
@@ -253,6 +262,17 @@ func (t TemplateRef) validate(f string, withCode bool, add func(field, format st
 			add(fmt.Sprintf("%s.variables[%d]", f, j), "must be one of %s", strings.Join(bodyVariables, ", "))
 		case v == VarCode && !withCode:
 			add(fmt.Sprintf("%s.variables[%d]", f, j), "code needs a discount on the step (and is not available to a fallback template)")
+		}
+	}
+	if n := utf8.RuneCountInString(t.Text); n > maxText {
+		add(f+".text", "must be at most %d characters, is %d", maxText, n)
+	}
+	for _, v := range textvars.Names(t.Text) {
+		switch {
+		case !slices.Contains(bodyVariables, v) && !slices.Contains(buttonVariables, v):
+			add(f+".text", "unknown placeholder {{%s}}; use one of %s", v, strings.Join(bodyVariables, ", "))
+		case v == VarCode && !withCode:
+			add(f+".text", "{{code}} needs a discount on the step (and is not available to a fallback template)")
 		}
 	}
 	if v := t.ButtonURLVariable; v != "" {

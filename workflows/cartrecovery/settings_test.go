@@ -107,7 +107,11 @@ func TestSettingsValidate(t *testing.T) {
 		}, []string{"steps[0].fallback_template"}},
 		"several at once": {func(s *Settings) { s.NameFallback = strings.Repeat("x", 61); s.Steps[2].Language = "English" },
 			[]string{"name_fallback", "steps[2].language"}},
-		"any number": {func(s *Settings) { s.ChannelConnectionID = "" }, nil},
+		"any number":                      {func(s *Settings) { s.ChannelConnectionID = "" }, nil},
+		"text for linked devices":         {func(s *Settings) { s.Steps[1].Text = "Ciao {{name}}, ecco {{code}}: {{ link }}" }, nil},
+		"unknown text placeholder":        {func(s *Settings) { s.Steps[0].Text = "Ciao {{nome}}" }, []string{"steps[0].text"}},
+		"code in a text without discount": {func(s *Settings) { s.Steps[0].Text = "{{code}}" }, []string{"steps[0].text"}},
+		"text too long":                   {func(s *Settings) { s.Steps[2].Text = strings.Repeat("x", 4097) }, []string{"steps[2].text"}},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {

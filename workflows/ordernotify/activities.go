@@ -217,6 +217,11 @@ func (a *Activities) decide(ctx context.Context, req NotifyRequest, st Settings,
 		return Notification{}, false, err
 	}
 	n.Status, n.Mode, n.Content = StatusSending, ModeTemplate, Content{Template: tmpl}
+	if msg.FreeText != "" {
+		// Kept with the template too: a linked-device number, which
+		// cannot send templates, sends it instead.
+		n.Content.Text = renderText(msg.FreeText, vals)
+	}
 	// Bound to any number (no channel): the template goes through whichever
 	// Cloud API number the messaging core picks; the window is per number.
 	if st.FreeTextInWindow && msg.FreeText != "" && a.Window != nil && st.ChannelConnectionID != "" {
@@ -228,7 +233,7 @@ func (a *Activities) decide(ctx context.Context, req NotifyRequest, st Settings,
 				"tenant", req.TenantID, "order", req.OrderID, "kind", req.Kind, "error", err)
 		}
 		if err == nil && open {
-			n.Mode, n.Content.Text = ModeText, renderText(msg.FreeText, vals)
+			n.Mode = ModeText
 		}
 	}
 	return n, false, nil
@@ -259,6 +264,7 @@ func (a *Activities) send(ctx context.Context, req NotifyRequest, n Notification
 		sr.Text = ""
 	}
 	sr.Kind, sr.Template, sr.IdempotencyKey = messaging.KindTemplate, n.Content.Template, key
+	sr.TextFallback = n.Content.Text
 	m, err := a.Messenger.Send(ctx, sr)
 	return a.settle(ctx, n, m, err)
 }

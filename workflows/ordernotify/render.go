@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/ponte-hub/ponte/core/messaging"
+	"github.com/ponte-hub/ponte/workflows/internal/textvars"
 )
 
 // values are a notification's variables by name.
@@ -84,12 +85,4 @@ func renderTemplate(m *Message, vals map[string]string) (*messaging.Template, er
 
 // renderText fills a free text's {{name}} placeholders; unknown ones (which
 // Validate refuses) are left as written.
-func renderText(text string, vals map[string]string) string {
-	return placeholderRE.ReplaceAllStringFunc(text, func(ph string) string {
-		name := placeholderRE.FindStringSubmatch(ph)[1]
-		if v, ok := vals[name]; ok {
-			return v
-		}
-		return ph
-	})
-}
+func renderText(text string, vals map[string]string) string { return textvars.Render(text, vals) }

@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/ponte-hub/ponte/core/store"
+	"github.com/ponte-hub/ponte/workflows/internal/textvars"
 )
 
 // SettingsKind is the automation kind order notification settings are stored
@@ -173,7 +174,6 @@ type FieldProblem = store.FieldProblem
 var (
 	templateNameRE = regexp.MustCompile(`^[a-z0-9_]{1,512}$`)
 	languageRE     = regexp.MustCompile(`^[a-z]{2,3}(_[A-Z]{2})?$`)
-	placeholderRE  = regexp.MustCompile(`\{\{\s*([^{}]*?)\s*\}\}`)
 )
 
 // Validate checks the settings and returns a *ValidationError listing every
@@ -254,9 +254,9 @@ func validateMessage(field string, m *Message, add func(field, format string, ar
 	if n := utf8.RuneCountInString(m.FreeText); n > MaxFreeText {
 		add(field+".free_text", "must be at most %d characters, is %d", MaxFreeText, n)
 	}
-	for _, match := range placeholderRE.FindAllStringSubmatch(m.FreeText, -1) {
-		if !slices.Contains(Variables, match[1]) {
-			add(field+".free_text", "unknown placeholder {{%s}}; use one of %s", match[1], strings.Join(Variables, ", "))
+	for _, name := range textvars.Names(m.FreeText) {
+		if !slices.Contains(Variables, name) {
+			add(field+".free_text", "unknown placeholder {{%s}}; use one of %s", name, strings.Join(Variables, ", "))
 		}
 	}
 }
@@ -266,12 +266,7 @@ func (m *Message) uses(v string) bool {
 	if slices.Contains(m.Variables, v) || m.ButtonURLVariable == v {
 		return true
 	}
-	for _, match := range placeholderRE.FindAllStringSubmatch(m.FreeText, -1) {
-		if match[1] == v {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(textvars.Names(m.FreeText), v)
 }
 
 // messageKinds are the kinds with a Message, in Settings' field order.
