@@ -5,11 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"sync"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ponte-hub/ponte/core/pgnotify"
 )
 
 // InboxEvent is a notification on [NotifyChannel].
@@ -42,23 +41,10 @@ type InboxEvent struct {
 // first subscriber arrives and reconnects with backoff; after a reconnect it
 // sends every subscriber a "resync" event, because notifications sent while
 // it was away are lost (LISTEN/NOTIFY does not queue for absent listeners).
+// The listening itself is a [pgnotify.Listener]; Hub adds the inbox's
+// payload, the per-tenant filter and the resync event.
 type Hub struct {
-	pool *pgxpool.Pool
-	log  *slog.Logger
-
-	mu      sync.Mutex
-	subs    map[*subscription]struct{}
-	started bool
-	ctx     context.Context
-	cancel  context.CancelFunc
-	done    chan struct{}
-	// ready is closed once the first LISTEN is in place.
-	ready chan struct{}
-}
-
-type subscription struct {
-	tenantID string
-	ch       chan InboxEvent
+	l *pgnotify.Listener[InboxEvent]
 }
 
 // subscriberBuffer is how many events a slow subscriber may lag behind
@@ -68,112 +54,26 @@ const subscriberBuffer = 256
 // NewHub returns a Hub that listens through a connection configured like
 // pool's (not one of pool's connections: LISTEN holds it for good).
 func NewHub(pool *pgxpool.Pool, log *slog.Logger) *Hub {
-	if log == nil {
-		log = slog.Default()
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	return &Hub{pool: pool, log: log, subs: map[*subscription]struct{}{}, ctx: ctx, cancel: cancel,
-		done: make(chan struct{}), ready: make(chan struct{})}
+	return &Hub{l: pgnotify.New(pool.Config().ConnConfig, NotifyChannel, parseInboxEvent, log)}
 }
 
 // Subscribe returns a channel of the tenant's inbox events and a function
 // that ends the subscription (and closes the channel). The first subscriber
 // starts the listener; Subscribe waits up to the context's deadline (at most
 // 5 s) for the LISTEN to be in place, so events notified after it returns
-// are not missed.
+// are not missed. A subscriber that lags behind by more than its buffer
+// loses its oldest events and is sent a resync. After Close the channel
+// comes back closed.
 func (h *Hub) Subscribe(ctx context.Context, tenantID string) (<-chan InboxEvent, func()) {
-	sub := &subscription{tenantID: tenantID, ch: make(chan InboxEvent, subscriberBuffer)}
-	h.mu.Lock()
-	h.subs[sub] = struct{}{}
-	if !h.started {
-		h.started = true
-		go h.run()
-	}
-	h.mu.Unlock()
-	wait, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	select {
-	case <-h.ready:
-	case <-wait.Done():
-	}
-	var once sync.Once
-	return sub.ch, func() {
-		once.Do(func() {
-			h.mu.Lock()
-			if _, ok := h.subs[sub]; ok {
-				delete(h.subs, sub)
-				close(sub.ch)
-			}
-			h.mu.Unlock()
-		})
-	}
+	return h.l.Subscribe(ctx, pgnotify.Subscription[InboxEvent]{
+		Match:  func(ev InboxEvent) bool { return ev.TenantID == tenantID },
+		Lost:   func() InboxEvent { return InboxEvent{TenantID: tenantID, Kind: "resync"} },
+		Buffer: subscriberBuffer,
+	})
 }
 
 // Close stops the listener and ends every subscription.
-func (h *Hub) Close() {
-	h.mu.Lock()
-	started := h.started
-	h.started = true // no new listener after Close
-	h.mu.Unlock()
-	h.cancel()
-	if started {
-		<-h.done
-	}
-	h.mu.Lock()
-	for sub := range h.subs {
-		delete(h.subs, sub)
-		close(sub.ch)
-	}
-	h.mu.Unlock()
-}
-
-func (h *Hub) run() {
-	defer close(h.done)
-	backoff := 100 * time.Millisecond
-	listened := false // a LISTEN was in place before: a reconnect loses events
-	for h.ctx.Err() == nil {
-		err := h.listenOnce(&listened)
-		if h.ctx.Err() != nil {
-			return
-		}
-		h.log.Warn("inbox stream: listening for notifications failed; reconnecting", slog.Any("error", err), slog.Duration("retry_in", backoff))
-		select {
-		case <-h.ctx.Done():
-			return
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 30*time.Second)
-	}
-}
-
-func (h *Hub) listenOnce(listened *bool) error {
-	conn, err := pgx.ConnectConfig(h.ctx, h.pool.Config().ConnConfig.Copy())
-	if err != nil {
-		return fmt.Errorf("connecting: %w", err)
-	}
-	defer conn.Close(context.WithoutCancel(h.ctx))
-	if _, err := conn.Exec(h.ctx, "LISTEN "+NotifyChannel); err != nil {
-		return fmt.Errorf("listening on %s: %w", NotifyChannel, err)
-	}
-	if *listened {
-		h.broadcastResync()
-	} else {
-		close(h.ready)
-		*listened = true
-	}
-	for {
-		n, err := conn.WaitForNotification(h.ctx)
-		if err != nil {
-			return fmt.Errorf("waiting for notification: %w", err)
-		}
-		ev, err := parseInboxEvent(n.Payload)
-		if err != nil {
-			h.log.Warn("inbox stream: ignoring malformed notification", slog.Any("error", err))
-			continue
-		}
-		h.publish(ev)
-	}
-}
+func (h *Hub) Close() { h.l.Close() }
 
 func parseInboxEvent(payload string) (InboxEvent, error) {
 	var ev InboxEvent
@@ -187,41 +87,4 @@ func parseInboxEvent(payload string) (InboxEvent, error) {
 		return InboxEvent{}, fmt.Errorf("notification lacks tenant_id, conversation_id or kind")
 	}
 	return ev, nil
-}
-
-func (h *Hub) publish(ev InboxEvent) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for sub := range h.subs {
-		if sub.tenantID != ev.TenantID {
-			continue
-		}
-		h.deliver(sub, ev)
-	}
-}
-
-func (h *Hub) broadcastResync() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for sub := range h.subs {
-		h.deliver(sub, InboxEvent{TenantID: sub.tenantID, Kind: "resync"})
-	}
-}
-
-// deliver never blocks the listener: a subscriber whose buffer is full
-// loses the event, and gets a resync instead once there is room.
-func (h *Hub) deliver(sub *subscription, ev InboxEvent) {
-	select {
-	case sub.ch <- ev:
-	default:
-		// Drop the oldest to make room for a resync, so the client knows.
-		select {
-		case <-sub.ch:
-		default:
-		}
-		select {
-		case sub.ch <- InboxEvent{TenantID: sub.tenantID, Kind: "resync"}:
-		default:
-		}
-	}
 }
