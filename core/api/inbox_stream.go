@@ -4,13 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
-	"github.com/danielgtaylor/huma/v2/adapters/humagin"
 
 	"github.com/ponte-hub/ponte/core/contacts"
 	"github.com/ponte-hub/ponte/core/store"
@@ -60,28 +58,8 @@ func (s *server) stream(hctx huma.Context, p Principal) {
 	events, cancel := s.deps.InboxStream.Subscribe(ctx, p.TenantID)
 	defer cancel()
 
-	hctx.SetHeader("Content-Type", "text/event-stream")
-	hctx.SetHeader("Cache-Control", "no-cache")
-	hctx.SetHeader("X-Accel-Buffering", "no") // nginx: do not buffer the stream
-	hctx.SetStatus(http.StatusOK)
-	w := hctx.BodyWriter()
-	rw, ok := w.(http.ResponseWriter)
+	w, ok := s.openEventStream(hctx)
 	if !ok {
-		rw = humagin.Unwrap(hctx).Writer
-	}
-	rc := http.NewResponseController(rw)
-	// The server's write timeout is for ordinary responses; a stream lives
-	// as long as the client keeps it, kept alive by the heartbeats.
-	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		s.log.DebugContext(ctx, "event stream: clearing write deadline", slog.Any("error", err))
-	}
-	write := func(format string, args ...any) bool {
-		if _, err := fmt.Fprintf(w, format, args...); err != nil {
-			return false
-		}
-		return rc.Flush() == nil
-	}
-	if !write(": connected\nretry: 3000\n\n") {
 		return
 	}
 	heartbeat := s.deps.StreamHeartbeat
@@ -95,7 +73,7 @@ func (s *server) stream(hctx huma.Context, p Principal) {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
-			if !write(": heartbeat\n\n") {
+			if !w.comment("heartbeat") {
 				return
 			}
 		case ev, ok := <-events:
@@ -105,11 +83,8 @@ func (s *server) stream(hctx huma.Context, p Principal) {
 			if !s.visible(ctx, p, ev) {
 				continue
 			}
-			data, err := json.Marshal(StreamEvent{Kind: ev.Kind, ConversationID: ev.ConversationID, MessageID: ev.MessageID, Status: ev.Status, Signal: ev.Signal})
-			if err != nil {
-				continue
-			}
-			if !write("event: %s\ndata: %s\n\n", sanitizeEventName(ev.Kind), data) {
+			if !w.event(sanitizeEventName(ev.Kind), StreamEvent{Kind: ev.Kind, ConversationID: ev.ConversationID,
+				MessageID: ev.MessageID, Status: ev.Status, Signal: ev.Signal}) {
 				return
 			}
 		}

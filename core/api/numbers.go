@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"regexp"
@@ -13,7 +12,6 @@ import (
 	"time"
 
 	"github.com/danielgtaylor/huma/v2"
-	"github.com/danielgtaylor/huma/v2/adapters/humagin"
 	qrcode "github.com/skip2/go-qrcode"
 
 	"github.com/ponte-hub/ponte/core/invoke"
@@ -706,48 +704,3 @@ func (s *server) streamPairing(hctx huma.Context, tenantID string, n numbers.Num
 	}
 }
 
-// eventStream writes server-sent events, flushing each.
-type eventStream struct {
-	w  io.Writer
-	rc *http.ResponseController
-}
-
-// openEventStream sends the headers of an event stream and its opening
-// comment. Like GET /v1/stream, the stream lives as long as the client
-// keeps it, so the server's write deadline is lifted.
-func (s *server) openEventStream(hctx huma.Context) (eventStream, bool) {
-	hctx.SetHeader("Content-Type", "text/event-stream")
-	hctx.SetHeader("Cache-Control", "no-store")
-	hctx.SetHeader("X-Accel-Buffering", "no")
-	hctx.SetStatus(http.StatusOK)
-	w := hctx.BodyWriter()
-	rw, ok := w.(http.ResponseWriter)
-	if !ok {
-		rw = humagin.Unwrap(hctx).Writer
-	}
-	rc := http.NewResponseController(rw)
-	if err := rc.SetWriteDeadline(time.Time{}); err != nil && !errors.Is(err, http.ErrNotSupported) {
-		s.log.DebugContext(hctx.Context(), "event stream: clearing write deadline", slog.Any("error", err))
-	}
-	es := eventStream{w: w, rc: rc}
-	return es, es.write(": connected\nretry: 3000\n\n")
-}
-
-func (e eventStream) write(s string) bool {
-	if _, err := io.WriteString(e.w, s); err != nil {
-		return false
-	}
-	return e.rc.Flush() == nil
-}
-
-func (e eventStream) comment(text string) bool { return e.write(": " + text + "\n\n") }
-
-// event writes one event; name is one of this file's constants and data
-// marshals to one line (JSON escapes newlines).
-func (e eventStream) event(name string, data any) bool {
-	b, err := json.Marshal(data)
-	if err != nil {
-		return false
-	}
-	return e.write(fmt.Sprintf("event: %s\ndata: %s\n\n", name, b))
-}
