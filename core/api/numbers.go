@@ -703,4 +703,3 @@ func (s *server) streamPairing(hctx huma.Context, tenantID string, n numbers.Num
 		}
 	}
 }
-
