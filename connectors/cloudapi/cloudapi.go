@@ -54,6 +54,7 @@ import (
 	"time"
 
 	"github.com/ponte-hub/ponte/plugins/sdk"
+	"github.com/ponte-hub/ponte/plugins/sdk/whatsapp"
 )
 
 // Version is the connector's own version, reported in its manifest.
@@ -62,9 +63,9 @@ const Version = "0.1.0"
 // Event types this connector emits.
 const (
 	// EventMessageReceived: a WhatsApp user sent a message to the number.
-	EventMessageReceived = "message.received"
+	EventMessageReceived = whatsapp.EventMessageReceived
 	// EventMessageStatus: a message sent by the number changed status.
-	EventMessageStatus = "message.status"
+	EventMessageStatus = whatsapp.EventMessageStatus
 	// EventTemplateStatus: Meta reviewed, paused or disabled a template.
 	EventTemplateStatus = "template.status_updated"
 )
@@ -81,13 +82,14 @@ const (
 	ActionDeleteTemplate  = "delete_template"
 )
 
-// Correlation keys this connector sets on its events (only when non-empty).
+// Correlation keys this connector sets on its events (only when non-empty),
+// the WhatsApp connectors' shared ones.
 const (
-	CorrelationPhoneNumberID = "phone_number_id"
-	CorrelationWAID          = "wa_id"
-	CorrelationContactPhone  = "contact_phone"
-	CorrelationLedgerID      = "ledger_id"
-	CorrelationWAMID         = "wamid"
+	CorrelationPhoneNumberID = whatsapp.CorrelationPhoneNumberID
+	CorrelationWAID          = whatsapp.CorrelationWAID
+	CorrelationContactPhone  = whatsapp.CorrelationContactPhone
+	CorrelationLedgerID      = whatsapp.CorrelationLedgerID
+	CorrelationWAMID         = whatsapp.CorrelationWAMID
 )
 
 // Defaults of the connection config.

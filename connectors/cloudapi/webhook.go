@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ponte-hub/ponte/plugins/sdk"
+	"github.com/ponte-hub/ponte/plugins/sdk/whatsapp"
 )
 
 // SignatureHeader is the header in which Meta sends the webhook signature:
@@ -21,7 +22,9 @@ import (
 const SignatureHeader = "X-Hub-Signature-256"
 
 // InboundMessage is the payload of [EventMessageReceived]. Fields Meta did not
-// send for the message's type are omitted.
+// send for the message's type are omitted. Its parts are plugins/sdk/whatsapp's;
+// the envelope stays here because Contacts is Meta's own shape, where the
+// linked-device connector sends a list of whatsapp.SharedContact.
 type InboundMessage struct {
 	// PhoneNumberID is the business number the message was sent to.
 	PhoneNumberID string `json:"phone_number_id"`
@@ -59,69 +62,29 @@ type InboundMessage struct {
 	Errors []GraphErrorDetail `json:"errors,omitempty"`
 }
 
-// Media is a received media object. Download it with the media id.
-type Media struct {
-	ID       string `json:"id"`
-	MimeType string `json:"mime_type,omitempty"`
-	SHA256   string `json:"sha256,omitempty"`
-	Caption  string `json:"caption,omitempty"`
-	Filename string `json:"filename,omitempty"`
-	// Voice is true for an audio recorded as a voice note.
-	Voice bool `json:"voice,omitempty"`
-	// Animated is true for an animated sticker.
-	Animated bool `json:"animated,omitempty"`
-}
+// The parts of the message payloads are the WhatsApp connectors' shared
+// vocabulary, plugins/sdk/whatsapp; the names stay declared here so that
+// callers of this package read them as before.
+type (
+	// Media is a received media object. Download it with the media id.
+	Media = whatsapp.Media
+	// Location is a shared location.
+	Location = whatsapp.Location
+	// InteractiveReply is the user's answer to an interactive message.
+	InteractiveReply = whatsapp.InteractiveReply
+	// ButtonReply is a tap on a template's quick-reply button.
+	ButtonReply = whatsapp.ButtonReply
+	// Reaction is an emoji reaction.
+	Reaction = whatsapp.Reaction
+	// MessageContext names the message a reply quotes.
+	MessageContext = whatsapp.MessageContext
+	// GraphErrorDetail is one error Meta reports in a webhook.
+	GraphErrorDetail = whatsapp.ErrorDetail
+)
 
-// Location is a shared location.
-type Location struct {
-	Latitude  float64 `json:"latitude"`
-	Longitude float64 `json:"longitude"`
-	Name      string  `json:"name,omitempty"`
-	Address   string  `json:"address,omitempty"`
-	URL       string  `json:"url,omitempty"`
-}
-
-// InteractiveReply is the user's answer to an interactive message.
-type InteractiveReply struct {
-	// Type is button_reply, list_reply or nfm_reply (a WhatsApp Flow).
-	Type        string `json:"type"`
-	ID          string `json:"id,omitempty"`
-	Title       string `json:"title,omitempty"`
-	Description string `json:"description,omitempty"`
-	// ResponseJSON is a Flow's response, as the JSON string Meta sends.
-	ResponseJSON string `json:"response_json,omitempty"`
-}
-
-// ButtonReply is a tap on a template's quick-reply button.
-type ButtonReply struct {
-	Payload string `json:"payload,omitempty"`
-	Text    string `json:"text,omitempty"`
-}
-
-// Reaction is an emoji reaction.
-type Reaction struct {
-	MessageID string `json:"message_id"`
-	Emoji     string `json:"emoji,omitempty"`
-}
-
-// MessageContext names the message a reply quotes.
-type MessageContext struct {
-	MessageID string `json:"message_id,omitempty"`
-	// From is who sent the quoted message, E.164.
-	From string `json:"from,omitempty"`
-	// Forwarded is true when the message was forwarded.
-	Forwarded bool `json:"forwarded,omitempty"`
-}
-
-// GraphErrorDetail is one error Meta reports in a webhook.
-type GraphErrorDetail struct {
-	Code    int    `json:"code"`
-	Title   string `json:"title,omitempty"`
-	Message string `json:"message,omitempty"`
-	Details string `json:"details,omitempty"`
-}
-
-// MessageStatus is the payload of [EventMessageStatus].
+// MessageStatus is the payload of [EventMessageStatus]. It stays here, not in
+// plugins/sdk/whatsapp, because LedgerID is always present (empty for messages
+// not sent through Ponte), where the linked-device connector omits it.
 type MessageStatus struct {
 	PhoneNumberID string `json:"phone_number_id"`
 	// MessageID is the wamid of the message whose status changed.

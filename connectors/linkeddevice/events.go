@@ -16,12 +16,15 @@ import (
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	"github.com/ponte-hub/ponte/plugins/sdk"
+	"github.com/ponte-hub/ponte/plugins/sdk/whatsapp"
 )
 
 // InboundMessage is the payload of [EventMessageReceived] and
 // [EventMessageEcho]: the Cloud API connector's shape (the same envelope and
 // content fields), plus what only a linked device knows (lid, edit, revoke,
-// media download keys).
+// media download keys). Its parts are plugins/sdk/whatsapp's; the envelope
+// stays here because Contacts is a list of [SharedContact], where the Cloud
+// API connector sends Meta's own shape.
 type InboundMessage struct {
 	// PhoneNumberID is the linked account's own phone number, E.164. (The
 	// Cloud API puts Meta's phone number id here; a linked device has no
@@ -71,95 +74,38 @@ type InboundMessage struct {
 	Errors []ErrorDetail `json:"errors,omitempty"`
 }
 
-// Media is a received media object. Pass it whole to the download_media
-// action: the download fields are WhatsApp's CDN path and the keys that
-// decrypt the file (base64).
-type Media struct {
-	MimeType string `json:"mime_type,omitempty"`
-	// SHA256 is the hex SHA-256 of the decrypted file.
-	SHA256   string `json:"sha256,omitempty"`
-	Caption  string `json:"caption,omitempty"`
-	Filename string `json:"filename,omitempty"`
-	// Voice is true for a voice note (push-to-talk audio).
-	Voice bool `json:"voice,omitempty"`
-	// Animated is true for an animated sticker or a GIF video.
-	Animated   bool   `json:"animated,omitempty"`
-	FileLength uint64 `json:"file_length,omitempty"`
-	// Kind is the message kind the media came in (image, audio, video,
-	// document, sticker); download needs it to derive the keys.
-	Kind          string `json:"kind"`
-	DirectPath    string `json:"direct_path,omitempty"`
-	MediaKey      string `json:"media_key,omitempty"`
-	FileEncSHA256 string `json:"file_enc_sha256,omitempty"`
-}
-
-// Location is a shared location.
-type Location struct {
-	Latitude  float64 `json:"latitude"`
-	Longitude float64 `json:"longitude"`
-	Name      string  `json:"name,omitempty"`
-	Address   string  `json:"address,omitempty"`
-	URL       string  `json:"url,omitempty"`
-	// Live is true for a live location share (the first position).
-	Live bool `json:"live,omitempty"`
-}
-
-// SharedContact is a contact card: its display name and vCard.
-type SharedContact struct {
-	Name  string `json:"name,omitempty"`
-	VCard string `json:"vcard,omitempty"`
-}
-
-// InteractiveReply is an answer to buttons or a list, in the Cloud API's
-// shape: type button_reply, list_reply or nfm_reply.
-type InteractiveReply struct {
-	Type         string `json:"type"`
-	ID           string `json:"id,omitempty"`
-	Title        string `json:"title,omitempty"`
-	Description  string `json:"description,omitempty"`
-	ResponseJSON string `json:"response_json,omitempty"`
-}
-
-// ButtonReply is a tap on a template's quick-reply button.
-type ButtonReply struct {
-	Payload string `json:"payload,omitempty"`
-	Text    string `json:"text,omitempty"`
-}
-
-// Reaction is an emoji reaction to a message.
-type Reaction struct {
-	MessageID string `json:"message_id"`
-	Emoji     string `json:"emoji,omitempty"`
-}
-
-// MessageContext names the message a reply quotes.
-type MessageContext struct {
-	MessageID string `json:"message_id,omitempty"`
-	// From is who sent the quoted message, E.164 when known.
-	From      string `json:"from,omitempty"`
-	Forwarded bool   `json:"forwarded,omitempty"`
-}
-
-// Edit is an edit of an earlier message.
-type Edit struct {
-	MessageID string `json:"message_id"`
-	Text      string `json:"text,omitempty"`
-}
-
-// Revoke is the deletion of an earlier message for everyone.
-type Revoke struct {
-	MessageID string `json:"message_id"`
-}
-
-// ErrorDetail explains an unsupported message.
-type ErrorDetail struct {
-	Code    int    `json:"code"`
-	Title   string `json:"title"`
-	Details string `json:"details,omitempty"`
-}
+// The parts of the payloads are the WhatsApp connectors' shared vocabulary,
+// plugins/sdk/whatsapp; the names stay declared here so that callers of this
+// package read them as before.
+type (
+	// Media is a received media object. Pass it whole to the download_media
+	// action: the download fields are WhatsApp's CDN path and the keys that
+	// decrypt the file (base64).
+	Media = whatsapp.Media
+	// Location is a shared location.
+	Location = whatsapp.Location
+	// SharedContact is a contact card: its display name and vCard.
+	SharedContact = whatsapp.SharedContact
+	// InteractiveReply is an answer to buttons or a list, in the Cloud API's
+	// shape: type button_reply, list_reply or nfm_reply.
+	InteractiveReply = whatsapp.InteractiveReply
+	// ButtonReply is a tap on a template's quick-reply button.
+	ButtonReply = whatsapp.ButtonReply
+	// Reaction is an emoji reaction to a message.
+	Reaction = whatsapp.Reaction
+	// MessageContext names the message a reply quotes.
+	MessageContext = whatsapp.MessageContext
+	// Edit is an edit of an earlier message.
+	Edit = whatsapp.Edit
+	// Revoke is the deletion of an earlier message for everyone.
+	Revoke = whatsapp.Revoke
+	// ErrorDetail explains an unsupported message.
+	ErrorDetail = whatsapp.ErrorDetail
+)
 
 // MessageStatus is the payload of [EventMessageStatus], the Cloud API
-// connector's shape.
+// connector's shape without what only Meta reports (ledger_id, conversation,
+// pricing, errors), and with the recipient's LID.
 type MessageStatus struct {
 	PhoneNumberID string `json:"phone_number_id"`
 	MessageID     string `json:"message_id"`
@@ -174,23 +120,13 @@ type MessageStatus struct {
 	Timestamp time.Time `json:"timestamp"`
 }
 
-// Presence and ChatState are the payloads of the presence and chat_state
-// signals.
-type Presence struct {
-	Phone     string     `json:"phone,omitempty"`
-	LID       string     `json:"lid,omitempty"`
-	Available bool       `json:"available"`
-	LastSeen  *time.Time `json:"last_seen,omitempty"`
-}
-
-// ChatState is the payload of the chat_state signal: a contact is typing
-// (composing, media "audio" while recording) or stopped (paused).
-type ChatState struct {
-	Phone string `json:"phone,omitempty"`
-	LID   string `json:"lid,omitempty"`
-	State string `json:"state"`
-	Media string `json:"media,omitempty"`
-}
+type (
+	// Presence is the payload of the presence signal.
+	Presence = whatsapp.Presence
+	// ChatState is the payload of the chat_state signal: a contact is typing
+	// (composing, media "audio" while recording) or stopped (paused).
+	ChatState = whatsapp.ChatState
+)
 
 // e164 returns "+digits" for the user part of a phone-number JID.
 func e164(user string) string {

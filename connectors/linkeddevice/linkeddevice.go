@@ -92,6 +92,7 @@ import (
 	"sync"
 
 	"github.com/ponte-hub/ponte/plugins/sdk"
+	"github.com/ponte-hub/ponte/plugins/sdk/whatsapp"
 )
 
 // Version is the connector's own version, reported in its manifest.
@@ -120,13 +121,13 @@ const StateDeviceJID = "device_jid"
 // Event types this connector emits.
 const (
 	// EventMessageReceived: a contact sent a message to the account.
-	EventMessageReceived = "message.received"
+	EventMessageReceived = whatsapp.EventMessageReceived
 	// EventMessageEcho: the account sent a message from its primary phone
 	// (or another of its devices).
-	EventMessageEcho = "message.echo"
+	EventMessageEcho = whatsapp.EventMessageEcho
 	// EventMessageStatus: a message the account sent was delivered, read or
 	// played.
-	EventMessageStatus = "message.status"
+	EventMessageStatus = whatsapp.EventMessageStatus
 )
 
 // Action names this connector offers.
@@ -142,19 +143,19 @@ const (
 	ActionLogout        = "logout"
 )
 
-// Correlation keys set on events (only when non-empty), as the Cloud API
-// connector sets them.
+// Correlation keys set on events (only when non-empty), the WhatsApp
+// connectors' shared ones.
 const (
-	CorrelationPhoneNumberID = "phone_number_id"
-	CorrelationWAID          = "wa_id"
-	CorrelationContactPhone  = "contact_phone"
-	CorrelationWAMID         = "wamid"
+	CorrelationPhoneNumberID = whatsapp.CorrelationPhoneNumberID
+	CorrelationWAID          = whatsapp.CorrelationWAID
+	CorrelationContactPhone  = whatsapp.CorrelationContactPhone
+	CorrelationWAMID         = whatsapp.CorrelationWAMID
 )
 
 // Signal kinds relayed with [sdk.Host].Signal.
 const (
-	SignalPresence  = "presence"
-	SignalChatState = "chat_state"
+	SignalPresence  = whatsapp.SignalPresence
+	SignalChatState = whatsapp.SignalChatState
 )
 
 //go:embed schemas/*.json
