@@ -63,6 +63,31 @@ func (s *server) registerSMS() {
 		func(ctx huma.Context) { s.smsCreate(humagin.Unwrap(ctx)) })
 	a.Handle(&huma.Operation{OperationID: "sms-fetch-message", Method: http.MethodGet, Path: smsFetchPath},
 		func(ctx huma.Context) { s.smsFetch(humagin.Unwrap(ctx)) })
+
+	op := operation("get-sms-account", http.MethodGet, "/v1/sms/account", "How SMS tools reach Ponte", tagSMS, store.ScopeRead)
+	op.Description = "The values to give a tool that speaks Twilio's Messages API so that it sends WhatsApp through Ponte: " +
+		"the account sid (for the URL and as the Basic-auth username) and the messages URL. The password is one of the " +
+		"tenant's API keys with write scope; Twilio's client libraries accept only letters and digits, so the key may be " +
+		"given without its underscores."
+	huma.Register(s.api, op, func(ctx context.Context, _ *struct{}) (*smsAccountOutput, error) {
+		sid := sms.AccountSID(tenant(ctx))
+		out := &smsAccountOutput{}
+		out.Body.AccountSID = sid
+		out.Body.MessagesURL = s.publicURL + "/2010-04-01/Accounts/" + sid + "/Messages.json"
+		out.Body.Username = sid
+		return out, nil
+	})
+}
+
+// tagSMS groups the SMS-compatible endpoint's /v1 operation.
+const tagSMS = "SMS"
+
+type smsAccountOutput struct {
+	Body struct {
+		AccountSID  string `json:"account_sid" doc:"The tenant's Twilio-shaped account sid (AC + 32 hex digits)."`
+		MessagesURL string `json:"messages_url" doc:"POST messages here (Twilio's Messages.json), form body To, From, Body."`
+		Username    string `json:"username" doc:"The Basic-auth username: the account sid. The password is an API key with write scope."`
+	}
 }
 
 // smsMessageJSON is Twilio's Message resource. Twilio sends the counts as

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/url"
@@ -34,7 +35,25 @@ func TestIntegrationSMSTwilioClientSendsOverWhatsApp(t *testing.T) {
 	r.openWindow(t, phone)
 	cb := newCallbackServer(t, 0)
 
-	account := sms.AccountSID(r.tenantA)
+	// The tool is configured the way a user would: from GET /v1/sms/account.
+	req, _ := http.NewRequest("GET", r.srv.URL+"/v1/sms/account", nil)
+	req.Header.Set("Authorization", "Bearer "+r.keys["a-read"])
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var acct struct {
+		AccountSID  string `json:"account_sid"`
+		MessagesURL string `json:"messages_url"`
+		Username    string `json:"username"`
+	}
+	_ = json.NewDecoder(resp.Body).Decode(&acct)
+	resp.Body.Close()
+	account := acct.AccountSID
+	if resp.StatusCode != http.StatusOK || account != sms.AccountSID(r.tenantA) || acct.Username != account ||
+		!strings.HasSuffix(acct.MessagesURL, "/2010-04-01/Accounts/"+account+"/Messages.json") {
+		t.Fatalf("GET /v1/sms/account: %d %+v", resp.StatusCode, acct)
+	}
 	tw := r.twilioClient(t, account, compactKey(r.keys["a-write"]), account, nil)
 	params := &openapi.CreateMessageParams{}
 	params.SetTo("whatsapp:" + phone)
