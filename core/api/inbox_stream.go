@@ -62,33 +62,13 @@ func (s *server) stream(hctx huma.Context, p Principal) {
 	if !ok {
 		return
 	}
-	heartbeat := s.deps.StreamHeartbeat
-	if heartbeat <= 0 {
-		heartbeat = defaultHeartbeat
-	}
-	ticker := time.NewTicker(heartbeat)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-			if !w.comment("heartbeat") {
-				return
-			}
-		case ev, ok := <-events:
-			if !ok {
-				return
-			}
-			if !s.visible(ctx, p, ev) {
-				continue
-			}
-			if !w.event(sanitizeEventName(ev.Kind), StreamEvent{Kind: ev.Kind, ConversationID: ev.ConversationID,
-				MessageID: ev.MessageID, Status: ev.Status, Signal: ev.Signal}) {
-				return
-			}
+	pumpEvents(ctx, s, w, events, func(ev contacts.InboxEvent) bool {
+		if !s.visible(ctx, p, ev) {
+			return true
 		}
-	}
+		return w.event(sanitizeEventName(ev.Kind), StreamEvent{Kind: ev.Kind, ConversationID: ev.ConversationID,
+			MessageID: ev.MessageID, Status: ev.Status, Signal: ev.Signal})
+	})
 }
 
 // visible reports whether the principal may see an event: everyone of the

@@ -676,30 +676,7 @@ func (s *server) streamPairing(hctx huma.Context, tenantID string, n numbers.Num
 	if step() {
 		return
 	}
-	heartbeat := s.deps.StreamHeartbeat
-	if heartbeat <= 0 {
-		heartbeat = defaultHeartbeat
-	}
-	ticker := time.NewTicker(heartbeat)
-	defer ticker.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-			if !w.comment("heartbeat") {
-				return
-			}
-		case notice, ok := <-notices:
-			if !ok {
-				return // the server is shutting down
-			}
-			if notice.Kind != sessions.NoticeState {
-				continue
-			}
-			if step() {
-				return
-			}
-		}
-	}
+	pumpEvents(ctx, s, w, notices, func(notice sessions.Notice) bool {
+		return notice.Kind != sessions.NoticeState || !step()
+	})
 }

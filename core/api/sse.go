@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,4 +59,34 @@ func (e eventStream) event(name string, data any) bool {
 		return false
 	}
 	return e.write(fmt.Sprintf("event: %s\ndata: %s\n\n", name, b))
+}
+
+// heartbeat is how often an idle event stream sends a comment line.
+func (s *server) heartbeat() time.Duration {
+	if s.deps.StreamHeartbeat > 0 {
+		return s.deps.StreamHeartbeat
+	}
+	return defaultHeartbeat
+}
+
+// pumpEvents feeds a stream from items until the client leaves (ctx ends),
+// items closes (the server is shutting down), a write fails, or handle
+// returns false; an idle stream gets a heartbeat comment every s.heartbeat().
+func pumpEvents[T any](ctx context.Context, s *server, w eventStream, items <-chan T, handle func(T) bool) {
+	ticker := time.NewTicker(s.heartbeat())
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+			if !w.comment("heartbeat") {
+				return
+			}
+		case it, ok := <-items:
+			if !ok || !handle(it) {
+				return
+			}
+		}
+	}
 }
