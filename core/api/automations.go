@@ -28,6 +28,13 @@ type Automations interface {
 	Put(ctx context.Context, tenantID, connectionID, kind string, v any) error
 }
 
+// BindingReleaser unbinds automations from a connection that is deleted;
+// *automations.Store implements it (the Automations dependency is checked
+// for it).
+type BindingReleaser interface {
+	ReleaseConnection(ctx context.Context, tenantID, connectionID string) (int, error)
+}
+
 // CartRecoveryReports computes the cart recovery report (a
 // *cartrecovery.DB).
 type CartRecoveryReports interface {

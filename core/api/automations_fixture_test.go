@@ -128,6 +128,18 @@ func TestIntegrationAutomationSettings(t *testing.T) {
 	decode[map[string]any](t, f.do(t, "PUT", on, "a-write", `{"enabled":true,"confirm_on":"paid"}`), http.StatusOK)
 	problem(t, f.do(t, "PUT", on, "a-write", `{"enabled":true,"confirm_on":"sometimes"}`), http.StatusUnprocessableEntity)
 
+	// Deleting the number the automations send from leaves them bound to
+	// any number rather than to a connection that is gone.
+	if got := decode[cartrecovery.Settings](t, f.do(t, "GET", cr, "a-read", ""), http.StatusOK); got.ChannelConnectionID != f.auto.channelA {
+		t.Fatalf("before the deletion the channel is %q", got.ChannelConnectionID)
+	}
+	if r := f.do(t, "DELETE", "/v1/connections/"+f.auto.channelA, "a-write", ""); r.Code != http.StatusNoContent {
+		t.Fatalf("deleting the number's connection: %d %s", r.Code, r.Body)
+	}
+	if got := decode[cartrecovery.Settings](t, f.do(t, "GET", cr, "a-read", ""), http.StatusOK); got.ChannelConnectionID != "" || len(got.Steps) != 3 {
+		t.Fatalf("after the deletion: channel %q, %d steps; want no channel and the steps kept", got.ChannelConnectionID, len(got.Steps))
+	}
+
 	// An empty report period is refused; a real one answers with zeros.
 	problem(t, f.do(t, "GET", "/v1/reports/cart-recovery?from=2026-02-01T00:00:00Z&to=2026-01-01T00:00:00Z", "a-read", ""), 422)
 	rep := decode[cartrecovery.Report](t, f.do(t, "GET", "/v1/reports/cart-recovery"+reportQuery, "a-read", ""), http.StatusOK)

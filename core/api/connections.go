@@ -226,6 +226,14 @@ func (s *server) registerConnections() {
 		if err != nil {
 			return nil, s.storeError(ctx, "deleting connection", "connection not found", err)
 		}
+		// Automations that sent from this connection (a number) send from
+		// any of the tenant's numbers from now on, as after DELETE
+		// /v1/numbers, instead of failing on a connection that is gone.
+		if r, ok := s.deps.Automations.(BindingReleaser); ok {
+			if _, err := r.ReleaseConnection(ctx, tenant(ctx), in.ID); err != nil {
+				s.log.ErrorContext(ctx, "releasing the automations bound to a deleted connection", "connection", in.ID, "err", err)
+			}
+		}
 		return nil, nil
 	})
 }
