@@ -130,7 +130,7 @@ func New(ctx context.Context, opts Options) (*Host, error) {
 	errs := make([]error, len(h.plugins))
 	var wg sync.WaitGroup
 	for i, m := range h.plugins {
-		wg.Go(func() { errs[i] = m.start(ctx) })
+		wg.Go(func() { errs[i] = m.start(ctx, false) })
 	}
 	wg.Wait()
 
@@ -317,8 +317,9 @@ func (m *managed) pluginEnv() []string {
 
 // start starts the plugin process, initialises the connector and reads its
 // manifest. On success the plugin is running; on failure nothing is left
-// running.
-func (m *managed) start(ctx context.Context) (err error) {
+// running. restart counts it as a restart in the same critical section that
+// marks it running, so a status never shows the new process without its count.
+func (m *managed) start(ctx context.Context, restart bool) (err error) {
 	ctx, cancel := context.WithTimeout(ctx, m.h.opts.StartTimeout)
 	defer cancel()
 
@@ -396,6 +397,9 @@ func (m *managed) start(ctx context.Context) (err error) {
 	m.proc, m.rpc, m.grpc = proc, rpc, gc
 	m.manifest, m.params = man, params
 	m.running, m.pid, m.lastErr, m.startedAt = true, pid, "", time.Now()
+	if restart {
+		m.restarts++
+	}
 	m.mu.Unlock()
 	m.log.Info("connector plugin running", "connector", man.Name, "version", man.Version, "pid", pid)
 	if f := m.h.opts.OnStart; f != nil {
@@ -495,11 +499,8 @@ func (m *managed) supervise(startFailed bool) {
 				return
 			case <-time.After(backoff):
 			}
-			err := m.start(ctx)
+			err := m.start(ctx, true)
 			if err == nil {
-				m.mu.Lock()
-				m.restarts++
-				m.mu.Unlock()
 				break
 			}
 			if ctx.Err() != nil {
