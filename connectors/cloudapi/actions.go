@@ -195,6 +195,8 @@ func (c *Connector) Invoke(ctx context.Context, call sdk.ActionCall) (json.RawMe
 		res, err = invokeWith(ctx, cfg, call.Params, c.createTemplate)
 	case ActionDeleteTemplate:
 		res, err = invokeWith(ctx, cfg, call.Params, c.deleteTemplate)
+	case ActionDownloadMedia:
+		res, err = invokeWith(ctx, cfg, call.Params, c.downloadMedia)
 	default:
 		return nil, sdk.Invalid("cloud api connector has no action %q", call.Action)
 	}

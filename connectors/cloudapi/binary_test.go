@@ -2,6 +2,7 @@ package cloudapi
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -121,6 +122,18 @@ func TestIntegrationPluginBinary(t *testing.T) {
 	}
 	if _, err := rpc.Invoke(ctx, sdk.ActionCall{Connection: conn, Action: ActionMarkRead, Params: json.RawMessage(`{"message_id": "` + inbound + `"}`)}); err != nil {
 		t.Errorf("mark_read: %v", err)
+	}
+	// A received file comes back whole (base64 in one message) and checked.
+	photo := []byte("\x89PNG\r\n\x1a\n a received photo")
+	ref := fake.AddMedia(testPhoneNumberID, "image/png", photo)
+	dl, _ := json.Marshal(map[string]any{"media": ref})
+	if err := params.Validate(ActionDownloadMedia, dl); err != nil {
+		t.Fatalf("download_media params: %v", err)
+	}
+	out, err := rpc.Invoke(ctx, sdk.ActionCall{Connection: conn, Action: ActionDownloadMedia, Params: dl})
+	var media DownloadResult
+	if err != nil || json.Unmarshal(out, &media) != nil || media.Data != base64.StdEncoding.EncodeToString(photo) || media.MimeType != "image/png" {
+		t.Errorf("download_media: %.200s, %v", out, err)
 	}
 	// Typed errors cross the process boundary with kind, code and retry-after.
 	_, err = rpc.Invoke(ctx, sdk.ActionCall{Connection: conn, Action: ActionSendText, Params: json.RawMessage(`{"to": "+393331112222", "body": "again", "ledger_id": "msg_b5"}`)})

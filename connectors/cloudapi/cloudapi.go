@@ -36,7 +36,8 @@
 // # Actions
 //
 // send_text, send_media, send_template, send_interactive, mark_read,
-// list_templates, create_template and delete_template; their JSON Schemas are
+// list_templates, create_template, delete_template and download_media
+// (received media, see [MaxDownloadBytes]); their JSON Schemas are
 // in schemas/ and in the manifest. Every send carries the caller's ledger_id
 // to Meta as biz_opaque_callback_data, so the status webhooks of a message
 // name the Ponte ledger row they belong to. Graph errors become typed
@@ -80,6 +81,7 @@ const (
 	ActionListTemplates   = "list_templates"
 	ActionCreateTemplate  = "create_template"
 	ActionDeleteTemplate  = "delete_template"
+	ActionDownloadMedia   = "download_media"
 )
 
 // Correlation keys this connector sets on its events (only when non-empty),
@@ -186,6 +188,7 @@ var actionDescriptions = []sdk.ActionSpec{
 	{Name: ActionListTemplates, Description: "Lists the WhatsApp Business Account's message templates, one page at a time."},
 	{Name: ActionCreateTemplate, Description: "Submits a new message template for Meta's review; it starts PENDING."},
 	{Name: ActionDeleteTemplate, Description: "Deletes a message template: every language of the name, or only the one with the given id."},
+	{Name: ActionDownloadMedia, Description: "Downloads the file of a received image, audio, video, document or sticker by its media id (at most 16 MB), checked against its SHA-256. NotFound when Meta no longer has it."},
 }
 
 func buildManifest() (sdk.Manifest, error) {

@@ -25,8 +25,10 @@ import (
 	"github.com/ponte-hub/ponte/plugins/sdk"
 )
 
-// Connector actions of the linked-device connector the media and check
-// operations call (see connectors/linkeddevice/schemas).
+// Connector actions the media and check operations call: download_media of
+// both WhatsApp connectors (connectors/linkeddevice/schemas and
+// connectors/cloudapi/schemas, the same result shape), check_numbers of the
+// linked-device connector.
 const (
 	actionDownloadMedia = "download_media"
 	actionCheckNumbers  = "check_numbers"
@@ -37,16 +39,18 @@ const (
 	// codeNotConnected: the session is held but not logged in to WhatsApp
 	// right now (connectors/linkeddevice CodeNotConnected).
 	codeNotConnected = "not_connected"
-	// codeMediaTooLarge: the file is larger than download_media returns.
-	// The connector sends it with an Invalid error; until it does, files
-	// announced too large are refused here before the call (maxMediaDownload).
+	// codeMediaTooLarge: the file is larger than download_media returns
+	// (an Invalid error of either WhatsApp connector). Files the message
+	// announces too large are refused here before the call (maxMediaDownload).
 	codeMediaTooLarge = "media_too_large"
 )
 
 // maxMediaDownload is the largest file download_media returns
-// (connectors/linkeddevice MaxDownloadBytes: the file crosses the plugin
-// protocol base64-encoded in one message). A message announcing a larger
-// file is refused with 413 without asking WhatsApp for it.
+// (MaxDownloadBytes of connectors/linkeddevice and connectors/cloudapi: the
+// file crosses the plugin protocol base64-encoded in one message). A message
+// announcing a larger file is refused with 413 without asking WhatsApp for
+// it; Cloud API messages announce no size, and their connector refuses a
+// larger file before reading it.
 const maxMediaDownload = 16 << 20
 
 // mediaCacheControl lets the caller's browser keep a file a few minutes, so
@@ -56,9 +60,11 @@ const maxMediaDownload = 16 << 20
 const mediaCacheControl = "private, max-age=300"
 
 // downloadableMedia is the part of a received message's media object
-// (connectors/linkeddevice Media) the download needs and the response shows.
-// The object itself is passed to download_media as it was stored.
+// (plugins/sdk/whatsapp Media: a Cloud API media id, or a linked device's
+// CDN path and keys) the download needs and the response shows. The object
+// itself is passed to download_media as it was stored.
 type downloadableMedia struct {
+	ID            string `json:"id"`
 	Kind          string `json:"kind"`
 	MimeType      string `json:"mime_type"`
 	SHA256        string `json:"sha256"`
@@ -69,15 +75,39 @@ type downloadableMedia struct {
 	FileEncSHA256 string `json:"file_enc_sha256"`
 }
 
-// complete reports whether the object carries what a download needs; media
-// the tenant sent by link (outbound rows) does not.
-func (m downloadableMedia) complete() bool {
+// completeFor reports whether the object carries what the connector's
+// download needs; media the tenant sent by link (outbound rows) does not.
+func (m downloadableMedia) completeFor(connector string) bool {
+	if connector == numbers.ConnectorCloudAPI {
+		return m.ID != ""
+	}
 	return m.Kind != "" && m.DirectPath != "" && m.MediaKey != "" && m.FileEncSHA256 != "" && m.SHA256 != ""
 }
 
-// etag is the strong validator of the file: its SHA-256, which WhatsApp
+// sha256Hex is the file's SHA-256 as the message states it, in lower-case
+// hex: a linked device stores hex, the Cloud API's webhooks base64. ok is
+// false when the message states one that is neither; "" and true when it
+// states none (a Cloud API message may not; the connector then checks the
+// SHA-256 of Meta's media lookup).
+func (m downloadableMedia) sha256Hex() (string, bool) {
+	s := strings.TrimSpace(m.SHA256)
+	if s == "" {
+		return "", true
+	}
+	if b, err := hex.DecodeString(s); err == nil && len(b) == sha256.Size {
+		return hex.EncodeToString(b), true
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil && len(b) == sha256.Size {
+			return hex.EncodeToString(b), true
+		}
+	}
+	return "", false
+}
+
+// etag is the strong validator of a file: its SHA-256 in hex, which WhatsApp
 // states in the message and the download verifies.
-func (m downloadableMedia) etag() string { return `"` + strings.ToLower(m.SHA256) + `"` }
+func etag(sha256Hex string) string { return `"` + sha256Hex + `"` }
 
 // downloadResult is download_media's result
 // (connectors/linkeddevice/schemas/download_media.result.json).
@@ -104,20 +134,23 @@ type messageMediaOutput struct {
 }
 
 // registerMedia adds GET /v1/messages/{id}/media. It needs the ledger
-// (Deps.Messages) and the invoker routing linked-device actions to the
-// session holder (Deps.Numbers.Invoker).
+// (Deps.Messages) and the invoker (Deps.Numbers.Invoker), which routes
+// linked-device actions to the session holder and runs Cloud API ones in
+// this node's plugin.
 func (s *server) registerMedia() {
 	if s.deps.Messages == nil || s.deps.Numbers.Invoker == nil {
 		return
 	}
 	op := allowRoles(operation("get-message-media", http.MethodGet, "/v1/messages/{id}/media", "Download a message's media", tagMessages, store.ScopeRead),
 		store.RoleAdmin, store.RoleManager, store.RoleOperator, store.RoleReadOnly)
-	op.Description = "The file of an image, audio, video, document or sticker message received on a linked-device number, fetched from WhatsApp " +
-		"through the number's session (at most 16 MB). Content-Type is the file's type, the ETag its SHA-256; a document comes with its file name " +
-		"in Content-Disposition. Operators reach only messages of conversations assigned to them. " +
-		"409 for a message without downloadable media or from a Cloud API number (Cloud API media download is not built yet); " +
-		"410 when WhatsApp no longer has the file; 413 when it is larger than 16 MB; " +
-		"503 with Retry-After while the number's session is not connected or is moving between servers; 502 when WhatsApp or the connector failed otherwise."
+	op.Description = "The file of an image, audio, video, document or sticker message received on a WhatsApp number (at most 16 MB): " +
+		"on a linked-device number fetched from WhatsApp through the number's session, on a Cloud API number from Meta by its media id. " +
+		"Content-Type is the file's type, the ETag its SHA-256 (hex), checked against the SHA-256 the message states; a document comes with its " +
+		"file name in Content-Disposition. Operators reach only messages of conversations assigned to them. " +
+		"409 for a message without downloadable media (a text, or media sent by link) or from a number that was deleted; " +
+		"410 when WhatsApp no longer has the file (the Cloud API keeps received media 30 days); 413 when it is larger than 16 MB; " +
+		"503 with Retry-After while WhatsApp throttles, the number's session is not connected or is moving between servers; " +
+		"502 when WhatsApp or the connector failed otherwise (including a file that does not match its SHA-256)."
 	op.Errors = append(op.Errors, http.StatusNotFound, http.StatusConflict, http.StatusGone, http.StatusRequestEntityTooLarge,
 		http.StatusBadGateway, http.StatusServiceUnavailable)
 	op.Responses = map[string]*huma.Response{
@@ -167,28 +200,34 @@ func (s *server) messageMedia(ctx context.Context, in *messageMediaInput) (*mess
 	if err != nil {
 		return nil, s.internal(ctx, "reading the message's connection", err)
 	}
-	if conn.Connector != numbers.ConnectorLinkedDevice {
-		if conn.Connector == numbers.ConnectorCloudAPI {
-			return nil, huma.Error409Conflict("downloading media of Cloud API numbers is not built yet; only media received on linked-device numbers can be downloaded")
-		}
-		return nil, huma.Error409Conflict("only media received on linked-device numbers can be downloaded; this message came from a " + conn.Connector + " connection")
+	if conn.Connector != numbers.ConnectorLinkedDevice && conn.Connector != numbers.ConnectorCloudAPI {
+		return nil, huma.Error409Conflict("only media received on WhatsApp numbers can be downloaded; this message came from a " + conn.Connector + " connection")
 	}
 	var md downloadableMedia
 	if err := json.Unmarshal(content.Media, &md); err != nil {
 		return nil, s.internal(ctx, "decoding the message's media", err)
 	}
-	if !md.complete() {
+	if !md.completeFor(conn.Connector) {
 		// Outbound media was sent by link; the ledger keeps the link, not
-		// WhatsApp's keys.
-		return nil, huma.Error409Conflict("the message's media cannot be downloaded: it carries no WhatsApp media keys (media sent by link is not kept)")
+		// WhatsApp's media id or keys.
+		return nil, huma.Error409Conflict("the message's media cannot be downloaded: it carries no WhatsApp media id or keys (media sent by link is not kept)")
 	}
 	if md.FileLength > maxMediaDownload {
 		return nil, tooLarge(md.FileLength)
 	}
-	out := &messageMediaOutput{Status: http.StatusOK, CacheControl: mediaCacheControl, ETag: md.etag()}
-	if etagMatches(in.IfNoneMatch, out.ETag) {
-		out.Status = http.StatusNotModified
-		return out, nil
+	stated, ok := md.sha256Hex()
+	if !ok {
+		// Without a readable hash the file could not be checked, and the
+		// message's record is what is wrong: no download.
+		return nil, s.badConnectorAnswer(ctx, m.ID, "the message's SHA-256 is neither hex nor base64 of 32 bytes", nil)
+	}
+	out := &messageMediaOutput{Status: http.StatusOK, CacheControl: mediaCacheControl}
+	if stated != "" {
+		out.ETag = etag(stated)
+		if etagMatches(in.IfNoneMatch, out.ETag) {
+			out.Status = http.StatusNotModified
+			return out, nil
+		}
 	}
 
 	params, err := json.Marshal(map[string]json.RawMessage{"media": content.Media})
@@ -211,12 +250,22 @@ func (s *server) messageMedia(ctx context.Context, in *messageMediaInput) (*mess
 	if len(data) > maxMediaDownload {
 		return nil, tooLarge(uint64(len(data)))
 	}
-	// The connector (whatsmeow) checks the file against the message's
-	// hashes; checking again here costs little and keeps a wrong file from
-	// going out under the message's ETag.
+	// The connectors (whatsmeow; the Cloud API's against the webhook's and
+	// the lookup's hashes) check the file; checking again here costs little
+	// and keeps a wrong file from going out under the message's ETag.
 	sum := sha256.Sum256(data)
-	if !strings.EqualFold(hex.EncodeToString(sum[:]), md.SHA256) {
+	got := hex.EncodeToString(sum[:])
+	if stated != "" && got != stated {
 		return nil, s.badConnectorAnswer(ctx, m.ID, "the downloaded file does not match the message's SHA-256", nil)
+	}
+	if stated == "" {
+		// Nothing to compare before the download: a current copy is only
+		// recognised now, and sent no body.
+		out.ETag = etag(got)
+		if etagMatches(in.IfNoneMatch, out.ETag) {
+			out.Status = http.StatusNotModified
+			return out, nil
+		}
 	}
 	out.Body = data
 	out.ContentLength = fmt.Sprint(len(data))
@@ -299,14 +348,14 @@ func tooLarge(n uint64) error {
 		size = fmt.Sprintf("the file is %d bytes", n)
 	}
 	return huma.NewError(http.StatusRequestEntityTooLarge,
-		fmt.Sprintf("at most %d bytes can be downloaded through a linked-device number; %s", maxMediaDownload, size))
+		fmt.Sprintf("at most %d bytes of a message's media can be downloaded; %s", maxMediaDownload, size))
 }
 
 // badConnectorAnswer is the 502 of a download result the API cannot use.
 func (s *server) badConnectorAnswer(ctx context.Context, messageID, what string, err error) error {
 	s.log.WarnContext(ctx, "media download: unusable connector answer", slog.String("message", messageID),
 		slog.String("problem", what), slog.Any("error", err), slog.String("request_id", RequestID(ctx)))
-	return huma.Error502BadGateway("the linked-device connector returned an unusable file: " + what)
+	return huma.Error502BadGateway("the media could not be served: " + what)
 }
 
 // downloadError maps download_media's failures. The log line names the
@@ -314,10 +363,10 @@ func (s *server) badConnectorAnswer(ctx context.Context, messageID, what string,
 // decrypts the file).
 func (s *server) downloadError(ctx context.Context, messageID, connectionID string, md downloadableMedia, err error) error {
 	if isUnavailable(err) {
-		return unavailable("the linked-device connector is restarting; retry shortly", 5)
+		return unavailable("the WhatsApp connector is restarting; retry shortly", 5)
 	}
 	if errors.Is(err, pluginhost.ErrUnknownConnector) {
-		return huma.Error409Conflict("the linked-device connector is not installed on this server")
+		return huma.Error409Conflict("the number's WhatsApp connector is not installed on this server")
 	}
 	var se *sdk.Error
 	if !errors.As(err, &se) {

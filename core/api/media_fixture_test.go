@@ -116,7 +116,8 @@ func (r linkedRegistry) Connector(name string) (pluginhost.Client, error) {
 // mediaFixture is an API with the messages, inbox and numbers operations on
 // a real Postgres, the real invoker and the linked-device plugin above:
 // tenant A with a linked-device number (mediaNumber) and a Cloud API
-// connection, users of every role, received messages of each sort; tenant B
+// connection whose plugin is not installed here (the real one runs in
+// media_cloudapi_integration_test.go), users of every role, received messages of each sort; tenant B
 // with a linked-device number of its own.
 type mediaFixture struct {
 	h      *gin.Engine
@@ -262,7 +263,8 @@ func newMediaFixture(t *testing.T) *mediaFixture {
 	f.other = receive(f.linkedA, "linkeddevice", other, linkeddevice.InboundMessage{Type: "image",
 		Media: media("image", "image/jpeg", "", "/v/t62.7118-24/other", mediaKeyImage, []byte("\xff\xd8\xff other"), 0)}).MessageID
 	cloud, _ := json.Marshal(map[string]any{"phone_number_id": "1234567890", "from": mine, "wa_id": mine[1:], "message_id": "wamid.cloud1",
-		"type": "image", "media": map[string]any{"id": "1479537139650973", "mime_type": "image/jpeg", "sha256": "abc"}})
+		"type": "image", "media": map[string]any{"id": "1479537139650973", "mime_type": "image/jpeg",
+			"sha256": "bCvtZlGxOWFJ3Ba0mpZg0tOIqt3LkLlAYMAMwVBd93s="}})
 	cr, err := inbox.ApplyInbound(ctx, dispatch.Event{TenantID: a.ID, ConnectionID: f.cloudA, Connector: "cloudapi",
 		Type: contacts.EventMessageReceived, Payload: cloud})
 	if err != nil {

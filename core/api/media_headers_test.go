@@ -103,3 +103,31 @@ func TestRetryAfterSeconds(t *testing.T) {
 		})
 	}
 }
+
+func TestMediaSHA256Hex(t *testing.T) {
+	t.Parallel()
+	// SHA-256 of "abc" in the encodings WhatsApp states it in.
+	const hexSum = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+	tests := map[string]struct {
+		in     string
+		want   string
+		wantOK bool
+	}{
+		"linked device hex":      {hexSum, hexSum, true},
+		"upper-case hex":         {"BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD", hexSum, true},
+		"cloud api base64":       {"ungWv48Bz+pBQUDeXa4iI7ADYaOWF3qctBD/YfIAFa0=", hexSum, true},
+		"base64 url, no padding": {"ungWv48Bz-pBQUDeXa4iI7ADYaOWF3qctBD_YfIAFa0", hexSum, true},
+		"none stated":            {"", "", true},
+		"too short":              {"abc", "", false},
+		"hex of 31 bytes":        {hexSum[:62], "", false},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			got, ok := downloadableMedia{SHA256: tc.in}.sha256Hex()
+			if diff := cmp.Diff([2]any{tc.want, tc.wantOK}, [2]any{got, ok}); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -100,7 +100,7 @@ func TestIntegrationMessageMedia(t *testing.T) {
 		"unknown message":      {"msg_nope", "a-read", http.StatusNotFound, "message not found"},
 		"another tenant's":     {f.image, "b-admin", http.StatusNotFound, "message not found"},
 		"text message":         {f.text, "a-read", http.StatusConflict, "no media"},
-		"cloud api media":      {f.cloudImage, "a-read", http.StatusConflict, "Cloud API numbers is not built"},
+		"cloud api, no plugin": {f.cloudImage, "a-read", http.StatusConflict, "connector is not installed"},
 		"sent by link":         {f.outbound, "a-read", http.StatusConflict, "sent by link"},
 		"announced too large":  {f.big, "a-read", http.StatusRequestEntityTooLarge, "at most 16777216 bytes"},
 		"operator, not theirs": {f.other, "a-user-operator", http.StatusForbidden, "not assigned to you"},

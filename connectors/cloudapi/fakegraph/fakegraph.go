@@ -63,6 +63,9 @@
 //     asynchronous and retried with backoff while the receiver answers
 //     non-2xx or cannot be reached, as Meta does (on a compressed schedule);
 //     [Server.WaitWebhooks] waits until none is pending.
+//   - Received media ([Server.AddMedia]): GET /{version}/{media-id} answers
+//     the file's short-lived URL, which serves it to the number's bearer
+//     token for 5 minutes (see media.go for the details).
 //
 // Every accepted send is logged ([Server.Sent], [Server.SentTo]) and every
 // error returned is counted by code ([Server.ErrorCount]), so tests can assert
@@ -167,6 +170,7 @@ type Server struct {
 	webhookURL  string
 	appSecret   []byte
 	hooks       *deliverer
+	media       *mediaState // received media (media.go)
 }
 
 type pairKey struct{ number, waID string }
@@ -365,6 +369,9 @@ func (s *Server) WebhookStats() WebhookStats { return s.hooks.stats() }
 
 // serveHTTP routes /{version}/{node}/{edge}.
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if s.serveMedia(w, r) {
+		return
+	}
 	parts := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	if len(parts) != 3 || !strings.HasPrefix(parts[0], "v") {
 		s.fail(w, unsupported(r.Method, strings.Trim(r.URL.Path, "/")))
