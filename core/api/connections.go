@@ -10,6 +10,7 @@ import (
 
 	"github.com/danielgtaylor/huma/v2"
 
+	"github.com/ponte-hub/ponte/core/numbers"
 	"github.com/ponte-hub/ponte/core/pluginhost"
 	"github.com/ponte-hub/ponte/core/store"
 	"github.com/ponte-hub/ponte/plugins/sdk"
@@ -203,7 +204,8 @@ func (s *server) registerConnections() {
 
 	op = operation("delete-connection", http.MethodDelete, "/v1/connections/{id}", "Delete a connection", tagConnections, store.ScopeWrite)
 	op.DefaultStatus = http.StatusNoContent
-	op.Description = "Deletes the connection with its stored events. A connection that payment links refer to cannot be deleted (409); disable it instead."
+	op.Description = "Deletes the connection with its stored events. A linked-device number's connection is logged out of WhatsApp first, as DELETE /v1/numbers/{id} does. " +
+		"A connection that payment links refer to cannot be deleted (409); disable it instead."
 	op.Errors = append(op.Errors, http.StatusNotFound, http.StatusConflict)
 	huma.Register(s.api, op, func(ctx context.Context, in *connectionIDInput) (*struct{}, error) {
 		cur, err := s.deps.Store.GetConnection(ctx, tenant(ctx), in.ID)
@@ -213,6 +215,11 @@ func (s *server) registerConnections() {
 		// Remove the provider side first, while the credentials are still
 		// stored; a provider that refuses (a revoked token) cannot be
 		// cleaned up anyway, so the deletion goes ahead.
+		if cur.Connector == numbers.ConnectorLinkedDevice {
+			// As DELETE /v1/numbers: the device leaves the phone's list of
+			// linked devices instead of lingering there until removed by hand.
+			s.logoutDeletedDevice(ctx, cur.TenantID, cur.ID)
+		}
 		if cur.Status == store.StatusActive {
 			if err := s.lifecycle(ctx, cur, false); err != nil {
 				s.log.WarnContext(ctx, "disconnecting a deleted connection at the provider failed",
@@ -225,6 +232,9 @@ func (s *server) registerConnections() {
 		}
 		if err != nil {
 			return nil, s.storeError(ctx, "deleting connection", "connection not found", err)
+		}
+		if cur.Connector == numbers.ConnectorLinkedDevice {
+			s.refreshSessions()
 		}
 		// Automations that sent from this connection (a number) send from
 		// any of the tenant's numbers from now on, as after DELETE

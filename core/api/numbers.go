@@ -336,14 +336,7 @@ func (s *server) registerNumbers() {
 			return nil, s.storeError(ctx, "reading number", "number not found", err)
 		}
 		if n.Kind == numbers.KindLinkedDevice {
-			// Log out while the device keys still exist; a session that
-			// cannot be reached (never paired, node down, plugin gone) must
-			// not keep the user from deleting the number.
-			if _, err := nd.Invoker.Invoke(ctx, invoke.Call{TenantID: tenantID, ConnectionID: n.ConnectionID,
-				Action: actionLogout, IdempotencyKey: "number-logout-" + n.ID}); err != nil {
-				s.log.WarnContext(ctx, "logging a deleted linked device out failed; deleting it anyway",
-					slog.String("number", n.ID), slog.String("connection", n.ConnectionID), slog.Any("error", err))
-			}
+			s.logoutDeletedDevice(ctx, tenantID, n.ConnectionID)
 		}
 		if err := nd.Store.Delete(ctx, tenantID, in.ID); err != nil {
 			return nil, s.storeError(ctx, "deleting number", "number not found", err)
@@ -679,4 +672,22 @@ func (s *server) streamPairing(hctx huma.Context, tenantID string, n numbers.Num
 	pumpEvents(ctx, s, w, notices, func(notice sessions.Notice) bool {
 		return notice.Kind != sessions.NoticeState || !step()
 	})
+}
+
+// logoutDeletedDevice logs a linked device that is about to be deleted out
+// of WhatsApp, so it disappears from the phone's linked devices; it runs
+// while the device keys still exist. A session that cannot be reached (never
+// paired, node down, plugin gone) must not keep the user from deleting the
+// number, so a failure is logged and the deletion goes ahead. Both DELETE
+// /v1/numbers/{id} and DELETE /v1/connections/{id} call it.
+func (s *server) logoutDeletedDevice(ctx context.Context, tenantID, connectionID string) {
+	inv := s.deps.Numbers.Invoker
+	if inv == nil {
+		return
+	}
+	if _, err := inv.Invoke(ctx, invoke.Call{TenantID: tenantID, ConnectionID: connectionID,
+		Action: actionLogout, IdempotencyKey: "logout-deleted-" + connectionID}); err != nil {
+		s.log.WarnContext(ctx, "logging a deleted linked device out failed; deleting it anyway",
+			slog.String("connection", connectionID), slog.Any("error", err))
+	}
 }

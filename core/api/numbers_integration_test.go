@@ -134,6 +134,23 @@ func TestIntegrationNumbersLifecycle(t *testing.T) {
 		t.Error("the failed logout was not logged")
 	}
 	problem(t, f.do(t, "GET", "/v1/numbers/"+n.ID, "a-read", ""), http.StatusNotFound)
+
+	// Deleting a linked device's connection instead of its number logs it
+	// out the same way, and the number goes with its connection.
+	second := decode[api.NumberBody](t, f.do(t, "POST", "/v1/numbers", "a-write",
+		`{"kind":"linked_device","label":"Sales"}`), http.StatusCreated)
+	refreshes := f.refresh.n.Load()
+	if r := f.do(t, "DELETE", "/v1/connections/"+second.ConnectionID, "a-write", ""); r.Code != http.StatusNoContent {
+		t.Fatalf("deleting the linked device's connection: %d %s", r.Code, r.Body)
+	}
+	if diff := cmp.Diff([]string{"logout " + second.ConnectionID + " "}, f.inv.take()); diff != "" {
+		t.Errorf("actions of DELETE /v1/connections (-want +got):\n%s", diff)
+	}
+	if got := f.refresh.n.Load(); got <= refreshes {
+		t.Error("deleting the linked device's connection did not refresh the node's sessions")
+	}
+	problem(t, f.do(t, "GET", "/v1/numbers/"+second.ID, "a-read", ""), http.StatusNotFound)
+
 	if r := f.do(t, "DELETE", "/v1/numbers/"+cloud.ID, "a-write", ""); r.Code != http.StatusNoContent {
 		t.Fatalf("delete cloud: %d %s", r.Code, r.Body)
 	}
