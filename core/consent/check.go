@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 )
 
 // CheckRequest asks whether a message may go to a contact now.
@@ -128,7 +129,7 @@ func (s *Service) Hold(ctx context.Context, tenantID, contactID string, send fun
 	if tenantID == "" || contactID == "" {
 		return errors.New("consent hold: a tenant and a contact are required")
 	}
-	_, err := s.hold(ctx, tenantID, contactID, nil, send)
+	_, err := s.hold(ctx, tenantID, contactID, nil, nil, send)
 	return err
 }
 
@@ -148,13 +149,55 @@ func (s *Service) HoldCheck(ctx context.Context, req CheckRequest, send func(ctx
 	if !sendPurposes[req.Purpose] {
 		return Decision{}, fmt.Errorf("consent check: unknown purpose %q", req.Purpose)
 	}
-	return s.hold(ctx, req.TenantID, req.ContactID, &req, send)
+	return s.hold(ctx, req.TenantID, req.ContactID, &req, nil, send)
+}
+
+// Prelude is a write committed on a hold's connection in the round trip
+// that takes the hold: see [Service.HoldCheckAfter].
+type Prelude struct {
+	// SQL and Args are the statement; it runs in a transaction of its own,
+	// committed before the hold's transaction begins.
+	SQL  string
+	Args []any
+	// Scan reads the statement's result row. It is called whether or not
+	// the statement returned a row (pgx.ErrNoRows from the row's Scan then),
+	// and before the commit: only Committed says the write is durable.
+	Scan func(pgx.Row) error
+	// Committed is set by HoldCheckAfter once the statement's transaction
+	// committed. When it is false after an error, nothing was written.
+	Committed bool
+}
+
+// HoldCheckAfter is [Service.HoldCheck] preceded by first, committed on the
+// same connection in the same round trip: the statement, COMMIT, then the
+// hold's BEGIN, lock and check, as one pipeline. It is for a sender whose
+// last write before the provider call must be durable before the call (a
+// ledger row in status "sending"): the write and the hold then cost one
+// round trip and one connection instead of two of each. The commit is
+// synchronous and completes before the hold's transaction begins, so the
+// row is durable before send runs.
+//
+// send runs when the decision allows the message, whatever first returned:
+// a sender whose write found an existing row (an idempotency key already
+// used) tells so from its Scan and returns from send without calling.
+func (s *Service) HoldCheckAfter(ctx context.Context, req CheckRequest, first *Prelude, send func(ctx context.Context) error) (Decision, error) {
+	if req.TenantID == "" || req.ContactID == "" {
+		return Decision{}, errors.New("consent hold: a tenant and a contact are required")
+	}
+	if !sendPurposes[req.Purpose] {
+		return Decision{}, fmt.Errorf("consent check: unknown purpose %q", req.Purpose)
+	}
+	if first == nil || first.SQL == "" || first.Scan == nil {
+		return Decision{}, errors.New("consent hold: a prelude needs its statement and its Scan")
+	}
+	first.Committed = false
+	return s.hold(ctx, req.TenantID, req.ContactID, &req, first, send)
 }
 
 // hold opens the held transaction, takes the lock and, when req is given,
-// checks it, all in one batch; then runs send (when allowed) and releases
-// the lock by rolling back.
-func (s *Service) hold(ctx context.Context, tenantID, contactID string, req *CheckRequest, send func(ctx context.Context) error) (Decision, error) {
+// checks it, all in one batch (after first and its commit, when given);
+// then runs send (when allowed) and releases the lock by rolling back.
+func (s *Service) hold(ctx context.Context, tenantID, contactID string, req *CheckRequest, first *Prelude, send func(ctx context.Context) error) (Decision, error) {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return Decision{}, fmt.Errorf("consent hold: acquiring a connection: %w", err)
@@ -172,6 +215,16 @@ func (s *Service) hold(ctx context.Context, tenantID, contactID string, req *Che
 	var isolation string
 	var st consentState
 	b := &pgx.Batch{}
+	if first != nil {
+		// The statements of a pipeline before an explicit COMMIT form an
+		// implicit transaction that the COMMIT ends, synchronously, before
+		// the BEGIN below runs; an error in first skips the rest.
+		b.Queue(first.SQL, first.Args...).QueryRow(first.Scan)
+		b.Queue("COMMIT").Exec(func(pgconn.CommandTag) error {
+			first.Committed = true
+			return nil
+		})
+	}
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
 	b.Queue(lockSQL, lockNamespace, contactID).QueryRow(func(row pgx.Row) error {
 		return row.Scan(&isolation, new(bool))

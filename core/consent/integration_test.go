@@ -787,6 +787,107 @@ func TestIntegrationStopVersusSend(t *testing.T) {
 		}
 	})
 
+	t.Run("HoldCheckAfter commits its prelude before the hold, keeps the STOP protocol, and writes nothing on an error", func(t *testing.T) {
+		id, phone := e.contact(t, e.tenantA)
+		e.record(t, e.tenantA, id, "opt_in", past, "marketing")
+		if _, err := e.st.Pool().Exec(ctx, `CREATE TABLE IF NOT EXISTS prelude_probe (k text PRIMARY KEY)`); err != nil {
+			t.Fatal(err)
+		}
+		insert := func(key string, got *string) *Prelude {
+			return &Prelude{SQL: `INSERT INTO prelude_probe (k) VALUES ($1) ON CONFLICT DO NOTHING RETURNING k`, Args: []any{key},
+				Scan: func(r pgx.Row) error {
+					err := r.Scan(got)
+					if errors.Is(err, pgx.ErrNoRows) {
+						return nil
+					}
+					return err
+				}}
+		}
+		visible := func(key string) bool {
+			var n int
+			if err := e.st.Pool().QueryRow(ctx, `SELECT count(*) FROM prelude_probe WHERE k = $1`, key).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n == 1
+		}
+
+		var seq atomic.Int64
+		var providerAt, stopAt int64
+		var got string
+		first := insert("k1", &got)
+		checked := make(chan struct{})
+		done := make(chan error, 1)
+		go func() {
+			d, err := e.svc.HoldCheckAfter(ctx, CheckRequest{TenantID: e.tenantA, ContactID: id, Purpose: PurposeMarketing}, first, func(ctx context.Context) error {
+				// The prelude is durable and visible to others before the call.
+				if !visible("k1") {
+					return errors.New("the prelude's row is not committed when send runs")
+				}
+				close(checked)
+				time.Sleep(300 * time.Millisecond) // the provider call
+				providerAt = seq.Add(1)
+				return nil
+			})
+			if err == nil && !d.Allowed {
+				err = fmt.Errorf("HoldCheckAfter refused before the STOP: %+v", d)
+			}
+			done <- err
+		}()
+		select {
+		case <-checked:
+		case err := <-done:
+			t.Fatalf("HoldCheckAfter ended before its send: %v", err)
+		}
+		if _, err := e.apply(t, e.keywordEvent(phone, "wamid.WAITHCA", "STOP")); err != nil {
+			t.Fatal(err)
+		}
+		stopAt = seq.Add(1)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if providerAt == 0 || providerAt > stopAt {
+			t.Errorf("the STOP was stored (seq %d) before the in-flight send reached the provider (seq %d)", stopAt, providerAt)
+		}
+		if !first.Committed || got != "k1" {
+			t.Errorf("prelude committed %v, scanned %q", first.Committed, got)
+		}
+
+		// After the STOP: refused, but the prelude's write stands (the
+		// caller records the refusal on it).
+		got = ""
+		first = insert("k2", &got)
+		sent := false
+		d, err := e.svc.HoldCheckAfter(ctx, CheckRequest{TenantID: e.tenantA, ContactID: id, Purpose: PurposeMarketing}, first,
+			func(context.Context) error { sent = true; return nil })
+		if err != nil || d.Allowed || d.Reason != ReasonOptedOut || sent || !first.Committed || got != "k2" || !visible("k2") {
+			t.Errorf("after the STOP: %+v, %v, sent %v, committed %v, scanned %q", d, err, sent, first.Committed, got)
+		}
+
+		// A conflict returns no row; the hold still runs its check (STOP
+		// opted the contact out of every purpose).
+		got = ""
+		first = insert("k2", &got)
+		d, err = e.svc.HoldCheckAfter(ctx, CheckRequest{TenantID: e.tenantA, ContactID: id, Purpose: PurposeUtility}, first,
+			func(context.Context) error { return nil })
+		if err != nil || d.Reason != ReasonOptedOut || !first.Committed || got != "" {
+			t.Errorf("a conflicting prelude: %+v, %v, committed %v, scanned %q", d, err, first.Committed, got)
+		}
+
+		// A failing prelude: nothing committed, send not run, the
+		// connection back in the pool outside any transaction.
+		first = &Prelude{SQL: `INSERT INTO prelude_probe (k) VALUES ($1::int::text) RETURNING k`, Args: []any{"not a number"},
+			Scan: func(r pgx.Row) error { return r.Scan(new(string)) }}
+		sent = false
+		_, err = e.svc.HoldCheckAfter(ctx, CheckRequest{TenantID: e.tenantA, ContactID: id, Purpose: PurposeUtility}, first,
+			func(context.Context) error { sent = true; return nil })
+		if err == nil || first.Committed || sent {
+			t.Errorf("a failing prelude: err %v, committed %v, sent %v", err, first.Committed, sent)
+		}
+		if visible("not a number") {
+			t.Error("the failing prelude wrote its row")
+		}
+	})
+
 	t.Run("CheckTx refuses repeatable read", func(t *testing.T) {
 		id, _ := e.contact(t, e.tenantA)
 		err := pgx.BeginTxFunc(ctx, e.st.Pool(), pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {

@@ -16,8 +16,8 @@ import (
 type ConsentService struct{ *consent.Service }
 
 var (
-	_ Consent   = ConsentService{}
-	_ SendGuard = ConsentService{}
+	_ Consent        = ConsentService{}
+	_ PipelinedGuard = ConsentService{}
 )
 
 // Check implements Consent.
@@ -34,6 +34,13 @@ func (c ConsentService) Check(ctx context.Context, q ConsentQuery) (ConsentDecis
 func (c ConsentService) HoldCheck(ctx context.Context, q ConsentQuery, send func(ctx context.Context) error) (ConsentDecision, error) {
 	d, err := c.Service.HoldCheck(ctx, consent.CheckRequest{TenantID: q.TenantID, ContactID: q.ContactID,
 		Phone: q.Phone, Purpose: string(q.Purpose), At: q.At}, send)
+	return ConsentDecision{Allowed: d.Allowed, Reason: d.Reason, DeferUntil: d.DeferUntil}, err
+}
+
+// HoldCheckAfter implements PipelinedGuard.
+func (c ConsentService) HoldCheckAfter(ctx context.Context, q ConsentQuery, first *consent.Prelude, send func(ctx context.Context) error) (ConsentDecision, error) {
+	d, err := c.Service.HoldCheckAfter(ctx, consent.CheckRequest{TenantID: q.TenantID, ContactID: q.ContactID,
+		Phone: q.Phone, Purpose: string(q.Purpose), At: q.At}, first, send)
 	return ConsentDecision{Allowed: d.Allowed, Reason: d.Reason, DeferUntil: d.DeferUntil}, err
 }
 

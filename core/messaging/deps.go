@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/ponte-hub/ponte/core/consent"
 	"github.com/ponte-hub/ponte/core/invoke"
 )
 
@@ -68,6 +69,16 @@ type Consent interface {
 // with the decision; send does not run when the decision refuses.
 type SendGuard interface {
 	HoldCheck(ctx context.Context, q ConsentQuery, send func(ctx context.Context) error) (ConsentDecision, error)
+}
+
+// PipelinedGuard is a SendGuard that can also commit a new send's ledger row
+// in the round trip that takes the hold (consent's HoldCheckAfter): the row
+// is durable before send runs, as when it is written first, for one round
+// trip and one connection instead of two. A Service whose Guard implements
+// it uses it for every first attempt of a send; ConsentService does.
+type PipelinedGuard interface {
+	SendGuard
+	HoldCheckAfter(ctx context.Context, q ConsentQuery, first *consent.Prelude, send func(ctx context.Context) error) (ConsentDecision, error)
 }
 
 // TemplateInfo is what a send needs to know of a template.

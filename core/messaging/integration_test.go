@@ -462,3 +462,68 @@ func TestIntegrationStopWins(t *testing.T) {
 		t.Errorf("sent %d + refused %d != %d", sent, refused, n)
 	}
 }
+
+// TestIntegrationSameKeyRace covers the ledger row committed in the round
+// trip of the consent hold (PipelinedGuard): a send whose idempotency key
+// was taken between its lookup and its write answers with the existing row
+// and calls nothing, whether it lost the race to a concurrent Send or found
+// the row at the write itself.
+func TestIntegrationSameKeyRace(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newPGRig(t)
+	inv := &loggingInvoker{}
+	svc, _ := newPGService(t, r, inv)
+	r.openWindow(t, "+393330000077")
+	req := SendRequest{TenantID: r.tenantID, ConnectionID: r.connID, To: "+393330000077", Kind: KindText,
+		Text: "your table is ready", IdempotencyKey: "table-7"}
+
+	const senders = 16
+	ids := make(chan string, senders)
+	errs := make(chan error, senders)
+	var wg sync.WaitGroup
+	for range senders {
+		wg.Go(func() {
+			m, err := svc.Send(ctx, req)
+			if err != nil {
+				errs <- err
+				return
+			}
+			ids <- m.ID
+		})
+	}
+	wg.Wait()
+	close(ids)
+	close(errs)
+	for err := range errs {
+		t.Errorf("a concurrent Send failed: %v", err)
+	}
+	seen := map[string]bool{}
+	for id := range ids {
+		seen[id] = true
+	}
+	if len(seen) != 1 {
+		t.Errorf("concurrent Sends answered with rows %v, want one", seen)
+	}
+	if n := len(inv.calls()); n != 1 {
+		t.Fatalf("%d provider calls for one key, want 1", n)
+	}
+
+	// The write itself finding the key taken (the lookup before it missed):
+	// the existing row, no call.
+	p, err := svc.plan(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _, err := svc.attempt(ctx, &p)
+	if err != nil || !seen[m.ID] || m.Status != StatusSent {
+		t.Errorf("attempt with a taken key: %v, row %s %s; want the existing sent row", err, m.ID, m.Status)
+	}
+	if n := len(inv.calls()); n != 1 {
+		t.Errorf("%d provider calls after the attempt with a taken key, want 1", n)
+	}
+	var rows int
+	if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE tenant_id = $1 AND idempotency_key = $2`, r.tenantID, "table-7").Scan(&rows); err != nil || rows != 1 {
+		t.Errorf("%d ledger rows for the key (%v), want 1", rows, err)
+	}
+}

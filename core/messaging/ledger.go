@@ -67,22 +67,34 @@ func (l *ledger) byKey(ctx context.Context, tenantID, key string) (m Message, ok
 	return m, true, nil
 }
 
-// insert writes a new outbound row. When the tenant's idempotency key is
-// taken (a concurrent or earlier Send), nothing is written and the existing
-// row comes back with created false.
-func (l *ledger) insert(ctx context.Context, m Message) (Message, bool, error) {
-	row := l.pool.QueryRow(ctx, `
+// insertSQL writes a new outbound row unless the tenant's idempotency key is
+// taken, returning the row written (none on a conflict).
+const insertSQL = `
 INSERT INTO messages (id, tenant_id, conversation_id, contact_id, connection_id, direction, kind, content, purpose,
                       idempotency_key, status, status_reason, error_code, error_detail, author_id, deferred_until,
                       provider_message_id)
 VALUES ($1, $2, $3, $4, $5, 'out', $6, $7, NULLIF($8, ''), $9, $10, NULLIF($11, ''), NULLIF($12, ''), NULLIF($13, ''),
         NULLIF($14, ''), $15, NULLIF($16, ''))
 ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-RETURNING `+messageColumns,
-		m.ID, m.TenantID, m.ConversationID, m.ContactID, m.ConnectionID, m.Kind, m.Content, string(m.Purpose),
+RETURNING ` + messageColumns
+
+func insertArgs(m Message) []any {
+	return []any{m.ID, m.TenantID, m.ConversationID, m.ContactID, m.ConnectionID, m.Kind, m.Content, string(m.Purpose),
 		m.IdempotencyKey, string(m.Status), m.StatusReason, m.ErrorCode, m.ErrorDetail, m.AuthorID, m.DeferredUntil,
-		m.ProviderMessageID)
-	got, err := scanMessage(row)
+		m.ProviderMessageID}
+}
+
+// insert writes a new outbound row. When the tenant's idempotency key is
+// taken (a concurrent or earlier Send), nothing is written and the existing
+// row comes back with created false.
+func (l *ledger) insert(ctx context.Context, m Message) (Message, bool, error) {
+	got, err := scanMessage(l.pool.QueryRow(ctx, insertSQL, insertArgs(m)...))
+	return l.inserted(ctx, m, got, err)
+}
+
+// inserted completes an insert from the statement's result: the row written,
+// or on a conflict (pgx.ErrNoRows) the row holding the key.
+func (l *ledger) inserted(ctx context.Context, m, got Message, err error) (Message, bool, error) {
 	if err == nil {
 		return got, true, nil
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/ponte-hub/ponte/core/consent"
 	"github.com/ponte-hub/ponte/core/invoke"
 	"github.com/ponte-hub/ponte/core/store"
 	"github.com/ponte-hub/ponte/plugins/sdk"
@@ -733,12 +734,20 @@ func (s *Service) refuse(ctx context.Context, p plan, ref *RefusedError) (Messag
 // finally the record of its outcome. A non-zero retryAfter means the
 // provider throttled the call and nothing was sent.
 //
-// The row is written before Hold, not inside it: Hold keeps a connection for
-// its lock, and a send that needed a second one while holding the first
-// could starve the pool under load (every connection held by a send waiting
-// for another). Inside Hold a send touches the database only through the held
-// transaction.
+// With a PipelinedGuard, a new row is committed on the hold's connection in
+// the round trip that takes the hold. Otherwise the row is written before
+// Hold, not inside it: Hold keeps a connection for its lock, and a send that
+// needed a second one while holding the first could starve the pool under
+// load (every connection held by a send waiting for another). Inside Hold a
+// send touches the database only through the held transaction.
 func (s *Service) attempt(ctx context.Context, p *plan) (m Message, retryAfter time.Duration, err error) {
+	// Pipelining needs the row written by the guard's connection: the
+	// Postgres ledger, not the unit tests' in-memory one.
+	pipelined, _ := s.guard.(PipelinedGuard)
+	if _, sql := s.ledger.(*ledger); !sql {
+		pipelined = nil
+	}
+	insertWithHold := false
 	switch {
 	case p.row.Status == StatusSending:
 		// A retry after a rate limit: the row is already ours.
@@ -755,6 +764,8 @@ func (s *Service) attempt(ctx context.Context, p *plan) (m Message, retryAfter t
 			return got, 0, replayError(got)
 		}
 		p.row = row
+	case pipelined != nil:
+		insertWithHold = true
 	default:
 		row := p.row
 		row.Status = StatusSending
@@ -778,9 +789,32 @@ func (s *Service) attempt(ctx context.Context, p *plan) (m Message, retryAfter t
 	select {
 	case s.inFlight <- struct{}{}:
 	case <-ctx.Done():
+		if insertWithHold {
+			// Nothing recorded, nothing sent: the caller may retry.
+			return Message{}, 0, fmt.Errorf("waiting for a send slot: %w", ctx.Err())
+		}
 		holdErr = ctx.Err()
 	}
-	if holdErr == nil {
+	if holdErr == nil && insertWithHold {
+		existing, writeErr, err := s.insertAndHold(ctx, pipelined, p, &refusal, &called, &out, &callErr)
+		<-s.inFlight
+		switch {
+		case writeErr != nil:
+			return Message{}, 0, writeErr
+		case existing:
+			// The key was taken by an earlier or concurrent Send: its row
+			// is the answer, and nothing was called for this one.
+			got, ok, err := s.ledger.byKey(ctx, p.row.TenantID, p.row.IdempotencyKey)
+			if err != nil {
+				return Message{}, 0, err
+			}
+			if !ok {
+				return Message{}, 0, errors.New("recording message: idempotency key conflict, but no row holds it")
+			}
+			return got, 0, replayError(got)
+		}
+		holdErr = err
+	} else if holdErr == nil {
 		holdErr = s.hold(ctx, p, &refusal, &called, &out, &callErr)
 		<-s.inFlight
 	}
@@ -819,6 +853,56 @@ func (s *Service) hold(ctx context.Context, p *plan, refusal **RefusedError, cal
 		*refusal = consentRefusal(dec)
 	}
 	return nil
+}
+
+// insertAndHold is hold for a new send with a PipelinedGuard: the ledger
+// row (status sending) is committed in the round trip that takes the hold,
+// then the check and the call as in hold. existing reports that the
+// idempotency key was taken (nothing written, nothing called); writeErr that
+// the row could not be written (nothing written, nothing called); holdErr,
+// with the row written, is hold's error.
+func (s *Service) insertAndHold(ctx context.Context, g PipelinedGuard, p *plan, refusal **RefusedError, called *bool, out *json.RawMessage, callErr *error) (existing bool, writeErr, holdErr error) {
+	row := p.row
+	row.Status = StatusSending
+	var got Message
+	created := false
+	first := &consent.Prelude{SQL: insertSQL, Args: insertArgs(row), Scan: func(r pgx.Row) error {
+		m, err := scanMessage(r)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // the key is taken; the hold goes on, and send calls nothing
+		}
+		if err != nil {
+			return err
+		}
+		got, created = m, true
+		return nil
+	}}
+	dec, err := g.HoldCheckAfter(ctx, ConsentQuery{TenantID: row.TenantID, ContactID: p.rcpt.ContactID,
+		Phone: p.rcpt.Phone, Purpose: row.Purpose, At: s.clock.Now()}, first, func(gctx context.Context) error {
+		if !created {
+			return nil
+		}
+		*called = true
+		*out, *callErr = s.call(gctx, p)
+		return nil
+	})
+	if !first.Committed {
+		if err == nil {
+			err = errors.New("the ledger row's commit was not confirmed")
+		}
+		return false, fmt.Errorf("recording message: %w", err), nil
+	}
+	if !created {
+		return true, nil, nil
+	}
+	p.row = got
+	if err != nil {
+		return false, nil, fmt.Errorf("checking consent: %w", err)
+	}
+	if !dec.Allowed {
+		*refusal = consentRefusal(dec)
+	}
+	return false, nil, nil
 }
 
 // call makes the provider call for the plan's row.

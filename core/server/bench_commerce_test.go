@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ponte-hub/ponte/connectors/shopify/fakeshopify"
+	"github.com/ponte-hub/ponte/deploy/testenv"
 )
 
 // BenchmarkOpenCarts is the memory figure of cart recovery: PONTE_BENCH_CARTS
@@ -93,8 +94,8 @@ func BenchmarkOrderConfirmation(b *testing.B) {
 		mu      sync.Mutex
 		refused int
 	)
-	busy0, total0 := cpuTicks(0)
-	serve0, _ := cpuTicks(serve.cmd.Process.Pid)
+	busy0, total0 := testenv.CPUTicks(0)
+	serve0, _ := testenv.CPUTicks(serve.cmd.Process.Pid)
 	start := time.Now()
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	for i := range n {
@@ -120,8 +121,8 @@ func BenchmarkOrderConfirmation(b *testing.B) {
 		time.Sleep(200 * time.Millisecond)
 	}
 	drained := time.Since(start)
-	busy1, total1 := cpuTicks(0)
-	serve1, _ := cpuTicks(serve.cmd.Process.Pid)
+	busy1, total1 := testenv.CPUTicks(0)
+	serve1, _ := testenv.CPUTicks(serve.cmd.Process.Pid)
 
 	latencies := make([]time.Duration, 0, n)
 	index := map[string]int{}

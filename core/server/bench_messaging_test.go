@@ -21,6 +21,7 @@ import (
 	"github.com/ponte-hub/ponte/connectors/cloudapi"
 	"github.com/ponte-hub/ponte/connectors/cloudapi/fakegraph"
 	"github.com/ponte-hub/ponte/deploy/localdev"
+	"github.com/ponte-hub/ponte/deploy/testenv"
 )
 
 // The WhatsApp number of the inbound benchmark.
@@ -214,9 +215,9 @@ SELECT (SELECT count(*) FROM messages WHERE connection_id = $1 AND direction = '
 		close(profiled)
 	}
 	pluginPID := serve.pluginPID(b, "cloudapi")
-	serveCPU0, _ := cpuTicks(serve.cmd.Process.Pid)
-	pluginCPU0, _ := cpuTicks(pluginPID)
-	machineBusy0, machineTotal0 := cpuTicks(0)
+	serveCPU0, _ := testenv.CPUTicks(serve.cmd.Process.Pid)
+	pluginCPU0, _ := testenv.CPUTicks(pluginPID)
+	machineBusy0, machineTotal0 := testenv.CPUTicks(0)
 	b.ResetTimer()
 	for k := 0; k < total; k++ {
 		jobs <- k
@@ -249,12 +250,11 @@ SELECT (SELECT count(*) FROM messages WHERE connection_id = $1 AND direction = '
 	drained := time.Now()
 	b.StopTimer()
 	<-profiled
-	serveCPU1, _ := cpuTicks(serve.cmd.Process.Pid)
-	pluginCPU1, _ := cpuTicks(pluginPID)
-	machineBusy1, machineTotal1 := cpuTicks(0)
-	const ticksPerSecond = 100 // USER_HZ on Linux
+	serveCPU1, _ := testenv.CPUTicks(serve.cmd.Process.Pid)
+	pluginCPU1, _ := testenv.CPUTicks(pluginPID)
+	machineBusy1, machineTotal1 := testenv.CPUTicks(0)
 	cpuPerMessage := func(ticks int64) time.Duration {
-		return time.Duration(float64(ticks) / ticksPerSecond / float64(total) * float64(time.Second))
+		return time.Duration(float64(ticks) / testenv.TicksPerSecond / float64(total) * float64(time.Second))
 	}
 
 	lat := make([]time.Duration, 0, total)

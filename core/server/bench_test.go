@@ -20,6 +20,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ponte-hub/ponte/deploy/localdev"
+	"github.com/ponte-hub/ponte/deploy/testenv"
 )
 
 // benchEnv reads a benchmark knob from the environment (make bench sets none,
@@ -43,35 +44,6 @@ func machine() string {
 		}
 	}
 	return fmt.Sprintf("%s/%s, %d CPUs (%s), %s", runtime.GOOS, runtime.GOARCH, runtime.NumCPU(), model, runtime.Version())
-}
-
-// cpuTicks returns a process's user+system CPU time in clock ticks, or the
-// whole machine's busy and total ticks when pid is 0.
-func cpuTicks(pid int) (busy, total int64) {
-	if pid == 0 {
-		b, err := os.ReadFile("/proc/stat")
-		if err != nil {
-			return 0, 0
-		}
-		fields := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1:]
-		for i, f := range fields {
-			v, _ := strconv.ParseInt(f, 10, 64)
-			total += v
-			if i != 3 && i != 4 { // idle, iowait
-				busy += v
-			}
-		}
-		return busy, total
-	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0
-	}
-	s := string(b)
-	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return utime + stime, 0
 }
 
 // BenchmarkIngressStripe is the ingress figure of `make bench`: signed Stripe
@@ -186,10 +158,10 @@ func BenchmarkIngressStripe(b *testing.B) {
 		}()
 	}
 	stripePID := serve.pluginPID(b, "stripe")
-	serveCPU0, _ := cpuTicks(serve.cmd.Process.Pid)
-	pluginCPU0, _ := cpuTicks(stripePID)
-	generatorCPU0, _ := cpuTicks(os.Getpid())
-	machineBusy0, machineTotal0 := cpuTicks(0)
+	serveCPU0, _ := testenv.CPUTicks(serve.cmd.Process.Pid)
+	pluginCPU0, _ := testenv.CPUTicks(stripePID)
+	generatorCPU0, _ := testenv.CPUTicks(os.Getpid())
+	machineBusy0, machineTotal0 := testenv.CPUTicks(0)
 	b.ResetTimer()
 	for k := 0; k < total; k++ {
 		jobs <- k
@@ -198,13 +170,12 @@ func BenchmarkIngressStripe(b *testing.B) {
 	wg.Wait()
 	elapsed := time.Since(start)
 	b.StopTimer()
-	serveCPU1, _ := cpuTicks(serve.cmd.Process.Pid)
-	pluginCPU1, _ := cpuTicks(stripePID)
-	generatorCPU1, _ := cpuTicks(os.Getpid())
-	machineBusy1, machineTotal1 := cpuTicks(0)
-	const ticksPerSecond = 100 // USER_HZ on Linux
+	serveCPU1, _ := testenv.CPUTicks(serve.cmd.Process.Pid)
+	pluginCPU1, _ := testenv.CPUTicks(stripePID)
+	generatorCPU1, _ := testenv.CPUTicks(os.Getpid())
+	machineBusy1, machineTotal1 := testenv.CPUTicks(0)
 	cpuPerRequest := func(ticks int64) time.Duration {
-		return time.Duration(float64(ticks) / ticksPerSecond / float64(total) * float64(time.Second))
+		return time.Duration(float64(ticks) / testenv.TicksPerSecond / float64(total) * float64(time.Second))
 	}
 
 	var ok int
