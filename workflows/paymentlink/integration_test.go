@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
@@ -23,12 +24,13 @@ import (
 
 	"github.com/ponte-hub/ponte/core/dispatch"
 	"github.com/ponte-hub/ponte/core/invoke"
+	"github.com/ponte-hub/ponte/core/messaging"
 	"github.com/ponte-hub/ponte/core/store"
 	"github.com/ponte-hub/ponte/deploy/testenv"
 	"github.com/ponte-hub/ponte/plugins/sdk"
 )
 
-var update = flag.Bool("update", false, "rewrite testdata/paid_history.json from a run against the Temporal dev server")
+var update = flag.Bool("update", false, "rewrite testdata/paid_history.json and testdata/chat_paid_history.json from runs against the Temporal dev server")
 
 func TestMain(m *testing.M) { testenv.Main(m) }
 
@@ -71,7 +73,10 @@ type itEnv struct {
 	queue   string
 }
 
-func newITEnv(t *testing.T) *itEnv {
+func newITEnv(t *testing.T) *itEnv { return newITEnvWith(t, nil) }
+
+// newITEnvWith is newITEnv with a Messenger for chat links (nil: none).
+func newITEnvWith(t *testing.T, messenger Messenger) *itEnv {
 	t.Helper()
 	ctx := context.Background()
 	url := testenv.PostgresURL(t)
@@ -86,7 +91,8 @@ func newITEnv(t *testing.T) *itEnv {
 	if _, err := pool.Exec(ctx, `
 INSERT INTO tenants (id, name) VALUES ('ten_a', 'a'), ('ten_b', 'b');
 INSERT INTO connections (id, tenant_id, connector, name) VALUES ('con_a', 'ten_a', 'stripe', 'a'), ('con_b', 'ten_b', 'stripe', 'b');
-INSERT INTO connections (id, tenant_id, connector, name, status) VALUES ('con_off', 'ten_a', 'stripe', 'off', 'disabled');`); err != nil {
+INSERT INTO connections (id, tenant_id, connector, name, status) VALUES ('con_off', 'ten_a', 'stripe', 'off', 'disabled');
+INSERT INTO connections (id, tenant_id, connector, name) VALUES ('con_wa', 'ten_a', 'cloudapi', 'whatsapp');`); err != nil {
 		t.Fatal(err)
 	}
 	c, err := client.Dial(client.Options{HostPort: testenv.TemporalAddress(t), Namespace: "default",
@@ -98,7 +104,7 @@ INSERT INTO connections (id, tenant_id, connector, name, status) VALUES ('con_of
 	e := &itEnv{pool: pool, db: NewDB(pool), temp: c, invoker: &fakeInvoker{}, queue: fmt.Sprintf("pl-test-%d", time.Now().UnixNano())}
 	e.svc = NewService(e.db, c, e.queue, e.invoker)
 	w := worker.New(c, e.queue, worker.Options{})
-	Register(w, &Activities{Store: e.db, Invoker: e.invoker})
+	Register(w, &Activities{Store: e.db, Invoker: e.invoker, Messenger: messenger})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +226,7 @@ func TestIntegrationPaymentLinkLifecycle(t *testing.T) {
 		t.Fatalf("workflow result %s, %v", final, err)
 	}
 	if *update {
-		writeHistory(t, e.temp, link.WorkflowID)
+		writeHistory(t, e.temp, link.WorkflowID, "paid_history.json")
 	}
 
 	// The workflow has completed: a refund is applied to the row directly.
@@ -258,7 +264,7 @@ func TestIntegrationPaymentLinkLifecycle(t *testing.T) {
 	}
 }
 
-func writeHistory(t *testing.T, c client.Client, workflowID string) {
+func writeHistory(t *testing.T, c client.Client, workflowID, file string) {
 	t.Helper()
 	it := c.GetWorkflowHistory(context.Background(), workflowID, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	hist := &historypb.History{}
@@ -273,7 +279,7 @@ func writeHistory(t *testing.T, c client.Client, workflowID string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join("testdata", "paid_history.json"), b, 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join("testdata", file), b, 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -343,5 +349,81 @@ func TestIntegrationServiceValidation(t *testing.T) {
 	}
 	if _, _, err := e.svc.List(ctx, "ten_a", ListQuery{Cursor: "garbage!"}); !errors.Is(err, ErrInvalidCursor) {
 		t.Errorf("List with a bad cursor = %v", err)
+	}
+}
+
+// recordingMessenger stands in for the messaging core: it records the sends
+// of chat links and accepts them.
+type recordingMessenger struct {
+	mu   sync.Mutex
+	sent []messaging.SendRequest
+}
+
+func (m *recordingMessenger) Send(_ context.Context, req messaging.SendRequest) (messaging.Message, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.sent = append(m.sent, req)
+	return messaging.Message{ID: fmt.Sprintf("msg_%d", len(m.sent)), Status: messaging.StatusSent}, nil
+}
+
+func (m *recordingMessenger) keys() []string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var keys []string
+	for _, r := range m.sent {
+		keys = append(keys, r.IdempotencyKey)
+	}
+	return keys
+}
+
+// A link created for a chat: the workflow sends its URL to the customer
+// once it is open and confirms the payment in the chat once paid, each
+// once. With -update its history becomes testdata/chat_paid_history.json,
+// which TestReplayChatPaidHistory replays.
+func TestIntegrationPaymentLinkChat(t *testing.T) {
+	msgr := &recordingMessenger{}
+	e := newITEnvWith(t, msgr)
+	ctx := context.Background()
+	link, err := e.svc.Create(ctx, "ten_a", CreateRequest{ConnectionID: "con_a", Amount: 2400, Currency: "EUR", ProductName: "Dinner for two",
+		To: "+393331112222", ChannelConnectionID: "con_wa", Message: "Your booking deposit:", IdempotencyKey: "chat-1"})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	open := e.waitStatus(t, "ten_a", link.ID, StatusOpen)
+	deadline := time.Now().Add(20 * time.Second)
+	for len(msgr.keys()) < 1 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	d, err := dispatch.New(dispatch.Config{Pool: e.pool, Router: Route(e.db), Temporal: e.temp, PollInterval: 100 * time.Millisecond,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = d.Run(dctx) }()
+	e.insertEvent(t, "ten_a", "con_a", link.ID, EventCheckoutSessionCompleted, `{"object":"checkout.session","payment_status":"paid","amount":2400}`)
+	e.waitStatus(t, "ten_a", link.ID, StatusPaid)
+	var final Status
+	if err := e.temp.GetWorkflow(ctx, link.WorkflowID, "").Get(ctx, &final); err != nil || final != StatusPaid {
+		t.Fatalf("workflow result %s, %v", final, err)
+	}
+
+	if diff := cmp.Diff([]string{link.WorkflowID + ":link", link.WorkflowID + ":paid"}, msgr.keys()); diff != "" {
+		t.Fatalf("chat sends by idempotency key (-want +got):\n%s", diff)
+	}
+	msgr.mu.Lock()
+	first, second := msgr.sent[0], msgr.sent[1]
+	msgr.mu.Unlock()
+	if first.To != "+393331112222" || first.ConnectionID != "con_wa" || first.Kind != messaging.KindText ||
+		first.Text != "Your booking deposit:\n"+open.URL || first.Purpose != messaging.PurposeUtility {
+		t.Errorf("link message %+v", first)
+	}
+	if second.To != "+393331112222" || second.Kind != messaging.KindText || second.Text != "Payment received, thank you!" {
+		t.Errorf("payment confirmation %+v", second)
+	}
+	if *update {
+		writeHistory(t, e.temp, link.WorkflowID, "chat_paid_history.json")
 	}
 }
