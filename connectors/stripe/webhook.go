@@ -130,8 +130,17 @@ func (c *Connector) HandleWebhook(ctx context.Context, conn sdk.Connection, req 
 
 	// From here the body is known to come from Stripe (or from someone
 	// holding the secret), so what cannot be read is Invalid, not Auth.
+	// The event and its object are decoded in one pass (the object's fields
+	// of every declared type are one struct); only a body that does not fit
+	// is read again, to tell an undeclared type (ignored) from a broken one.
 	var event eventEnvelope
 	if err := json.Unmarshal(req.Body, &event); err != nil {
+		var head eventHead
+		if json.Unmarshal(req.Body, &head) == nil && head.ID != "" && !declaredTypes[head.Type] {
+			c.log.DebugContext(ctx, "ignoring undeclared stripe event type",
+				"connection", conn.ID, "stripe_event", head.ID, "type", head.Type, "api_version", head.APIVersion)
+			return sdk.WebhookResult{}, nil
+		}
 		return sdk.WebhookResult{}, sdk.Invalid("parsing stripe event: %v", err)
 	}
 	if event.ID == "" || event.Type == "" || event.Created <= 0 {
@@ -150,20 +159,32 @@ func (c *Connector) HandleWebhook(ctx context.Context, conn sdk.Connection, req 
 	return sdk.WebhookResult{Events: []sdk.Event{ev}}, nil
 }
 
-// eventEnvelope is the part of a Stripe event the connector reads.
-type eventEnvelope struct {
+// eventHead is the part of a Stripe event that names it.
+type eventHead struct {
 	ID         string `json:"id"`
 	Type       string `json:"type"`
 	Created    int64  `json:"created"`
 	APIVersion string `json:"api_version"`
-	Data       struct {
-		Object json.RawMessage `json:"object"`
+}
+
+// eventEnvelope is the part of a Stripe event the connector reads: its head
+// and data.object (nil when missing or null).
+type eventEnvelope struct {
+	eventHead
+	Data struct {
+		Object *stripeObject `json:"object"`
 	} `json:"data"`
+}
+
+// declaredTypes are the event types normalize turns into Ponte events.
+var declaredTypes = map[string]bool{
+	EventCheckoutSessionCompleted: true, EventCheckoutSessionExpired: true,
+	EventPaymentIntentSucceeded: true, EventPaymentIntentFailed: true, EventChargeRefunded: true,
 }
 
 // normalize turns a verified Stripe event into a Ponte event. ok is false for
 // event types the connector does not declare.
-func normalize(eventID, eventType string, created time.Time, object []byte) (ev sdk.Event, ok bool, err error) {
+func normalize(eventID, eventType string, created time.Time, object *stripeObject) (ev sdk.Event, ok bool, err error) {
 	var p Payment
 	switch eventType {
 	case EventCheckoutSessionCompleted, EventCheckoutSessionExpired:
@@ -228,6 +249,11 @@ func (s *stripeID) UnmarshalJSON(b []byte) error {
 	case bytes.Equal(b, []byte("null")):
 		*s = ""
 		return nil
+	case len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' && bytes.IndexByte(b, '\\') < 0:
+		// Stripe ids are plain ASCII: no escapes to decode (the common case,
+		// several times per event, without a second JSON pass).
+		*s = stripeID(b[1 : len(b)-1])
+		return nil
 	case len(b) > 0 && b[0] == '"':
 		var id string
 		if err := json.Unmarshal(b, &id); err != nil {
@@ -248,89 +274,77 @@ func (s *stripeID) UnmarshalJSON(b []byte) error {
 	return fmt.Errorf("reference is neither an id, an object nor null: %.40s", b)
 }
 
-type checkoutSession struct {
-	ID                string            `json:"id"`
-	Object            string            `json:"object"`
-	Livemode          bool              `json:"livemode"`
-	Status            string            `json:"status"`
-	PaymentStatus     string            `json:"payment_status"`
-	AmountTotal       *int64            `json:"amount_total"`
-	Currency          string            `json:"currency"`
-	PaymentIntent     stripeID          `json:"payment_intent"`
-	PaymentLink       stripeID          `json:"payment_link"`
-	Customer          stripeID          `json:"customer"`
-	CustomerEmail     string            `json:"customer_email"`
-	ClientReferenceID string            `json:"client_reference_id"`
-	Metadata          map[string]string `json:"metadata"`
-	CustomerDetails   *struct {
-		Email string `json:"email"`
-		Phone string `json:"phone"`
-		Name  string `json:"name"`
-	} `json:"customer_details"`
-}
+// stripeObject holds the fields the connector reads of the data.object of
+// each declared event type: a checkout session, a PaymentIntent or a charge.
+// The three share one struct so the event decodes in one pass; a field one
+// of them lacks stays empty, and the same name has the same meaning and type
+// in all three.
+type stripeObject struct {
+	ID       string            `json:"id"`
+	Object   string            `json:"object"`
+	Livemode bool              `json:"livemode"`
+	Status   string            `json:"status"`
+	Currency string            `json:"currency"`
+	Customer stripeID          `json:"customer"`
+	Metadata map[string]string `json:"metadata"`
 
-type paymentIntent struct {
-	ID               string            `json:"id"`
-	Object           string            `json:"object"`
-	Livemode         bool              `json:"livemode"`
-	Status           string            `json:"status"`
-	Amount           *int64            `json:"amount"`
-	AmountReceived   *int64            `json:"amount_received"`
-	Currency         string            `json:"currency"`
-	Customer         stripeID          `json:"customer"`
-	LatestCharge     stripeID          `json:"latest_charge"`
-	ReceiptEmail     string            `json:"receipt_email"`
-	Metadata         map[string]string `json:"metadata"`
+	// Checkout session.
+	PaymentStatus     string          `json:"payment_status"`
+	AmountTotal       *int64          `json:"amount_total"`
+	PaymentLink       stripeID        `json:"payment_link"`
+	CustomerEmail     string          `json:"customer_email"`
+	ClientReferenceID string          `json:"client_reference_id"`
+	CustomerDetails   *contactDetails `json:"customer_details"`
+
+	// Checkout session and charge.
+	PaymentIntent stripeID `json:"payment_intent"`
+
+	// PaymentIntent and charge.
+	Amount       *int64 `json:"amount"`
+	ReceiptEmail string `json:"receipt_email"`
+
+	// PaymentIntent.
+	AmountReceived   *int64   `json:"amount_received"`
+	LatestCharge     stripeID `json:"latest_charge"`
 	LastPaymentError *struct {
 		Code        string `json:"code"`
 		DeclineCode string `json:"decline_code"`
 		Message     string `json:"message"`
 	} `json:"last_payment_error"`
+
+	// Charge.
+	AmountRefunded *int64          `json:"amount_refunded"`
+	Refunded       bool            `json:"refunded"`
+	FailureCode    string          `json:"failure_code"`
+	FailureMessage string          `json:"failure_message"`
+	BillingDetails *contactDetails `json:"billing_details"`
 }
 
-type charge struct {
-	ID             string            `json:"id"`
-	Object         string            `json:"object"`
-	Livemode       bool              `json:"livemode"`
-	Status         string            `json:"status"`
-	Amount         *int64            `json:"amount"`
-	AmountRefunded *int64            `json:"amount_refunded"`
-	Refunded       bool              `json:"refunded"`
-	Currency       string            `json:"currency"`
-	PaymentIntent  stripeID          `json:"payment_intent"`
-	Customer       stripeID          `json:"customer"`
-	ReceiptEmail   string            `json:"receipt_email"`
-	Metadata       map[string]string `json:"metadata"`
-	FailureCode    string            `json:"failure_code"`
-	FailureMessage string            `json:"failure_message"`
-	BillingDetails *struct {
-		Email string `json:"email"`
-		Phone string `json:"phone"`
-		Name  string `json:"name"`
-	} `json:"billing_details"`
+// contactDetails are a session's customer_details and a charge's
+// billing_details.
+type contactDetails struct {
+	Email string `json:"email"`
+	Phone string `json:"phone"`
+	Name  string `json:"name"`
 }
 
-// decodeObject unmarshals a Stripe event's data.object and checks that it is
-// the kind of object the event type promises.
-func decodeObject(raw []byte, wantObject string, v any, id, object *string) error {
-	if t := bytes.TrimSpace(raw); len(t) == 0 || bytes.Equal(t, []byte("null")) {
+// checkObject checks that an event's data.object is there and is the kind of
+// object the event type promises.
+func checkObject(o *stripeObject, wantObject string) error {
+	if o == nil {
 		return errors.New("event has no data.object")
 	}
-	if err := json.Unmarshal(raw, v); err != nil {
-		return fmt.Errorf("decoding data.object: %w", err)
+	if o.Object != wantObject {
+		return fmt.Errorf("data.object is a %q, want %q", o.Object, wantObject)
 	}
-	if *object != wantObject {
-		return fmt.Errorf("data.object is a %q, want %q", *object, wantObject)
-	}
-	if *id == "" {
+	if o.ID == "" {
 		return errors.New("data.object has no id")
 	}
 	return nil
 }
 
-func normalizeCheckoutSession(raw []byte) (Payment, error) {
-	var s checkoutSession
-	if err := decodeObject(raw, "checkout.session", &s, &s.ID, &s.Object); err != nil {
+func normalizeCheckoutSession(s *stripeObject) (Payment, error) {
+	if err := checkObject(s, "checkout.session"); err != nil {
 		return Payment{}, err
 	}
 	p := Payment{
@@ -359,9 +373,8 @@ func normalizeCheckoutSession(raw []byte) (Payment, error) {
 	return p, nil
 }
 
-func normalizePaymentIntent(raw []byte) (Payment, error) {
-	var pi paymentIntent
-	if err := decodeObject(raw, "payment_intent", &pi, &pi.ID, &pi.Object); err != nil {
+func normalizePaymentIntent(pi *stripeObject) (Payment, error) {
+	if err := checkObject(pi, "payment_intent"); err != nil {
 		return Payment{}, err
 	}
 	p := Payment{
@@ -386,9 +399,8 @@ func normalizePaymentIntent(raw []byte) (Payment, error) {
 	return p, nil
 }
 
-func normalizeCharge(raw []byte) (Payment, error) {
-	var ch charge
-	if err := decodeObject(raw, "charge", &ch, &ch.ID, &ch.Object); err != nil {
+func normalizeCharge(ch *stripeObject) (Payment, error) {
+	if err := checkObject(ch, "charge"); err != nil {
 		return Payment{}, err
 	}
 	p := Payment{

@@ -231,6 +231,12 @@ func TestHandleWebhookIgnoresUndeclaredTypes(t *testing.T) {
 		// connector knows.
 		"payment_intent.created": []byte(`{"id": "evt_9", "object": "event", "api_version": "2020-08-27", "type": "payment_intent.created",
 			"created": 1721900000, "data": {"object": {"id": "pi_9", "object": "payment_intent", "amount": 100}}}`),
+		// An object of another kind whose fields share names with the
+		// declared objects' but not their types (a quote's status and
+		// amounts as objects) is ignored, not refused.
+		"quote.finalized with other field types": []byte(`{"id": "evt_10", "object": "event", "type": "quote.finalized",
+			"created": 1721900000, "data": {"object": {"id": "qt_1", "object": "quote", "status": {"state": "open"},
+			"amount": {"total": 100}, "metadata": {"n": 1}}}}`),
 	}
 	for name, body := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -499,9 +505,40 @@ func BenchmarkStripeGoConstructEvent(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, _, err := normalize(ev.ID, string(ev.Type), time.Unix(ev.Created, 0), ev.Data.Raw); err != nil {
+			var obj stripeObject
+			if err := json.Unmarshal(ev.Data.Raw, &obj); err != nil {
+				b.Fatal(err)
+			}
+			if _, _, err := normalize(ev.ID, string(ev.Type), time.Unix(ev.Created, 0), &obj); err != nil {
 				b.Fatal(err)
 			}
 		}
 	})
+}
+
+func TestStripeIDForms(t *testing.T) {
+	t.Parallel()
+	tests := map[string]struct {
+		in   string
+		want stripeID
+	}{
+		"id":                 {`"pi_123"`, "pi_123"},
+		"escaped":            {`"pi_\u0031\"x"`, `pi_1"x`},
+		"expanded object":    {`{"id": "cus_9", "object": "customer", "email": "a@b.c"}`, "cus_9"},
+		"null":               {`null`, ""},
+		"padded with spaces": {` "ch_7" `, "ch_7"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			var got stripeID
+			if err := got.UnmarshalJSON([]byte(tc.in)); err != nil || got != tc.want {
+				t.Errorf("UnmarshalJSON(%s) = %q, %v; want %q", tc.in, got, err, tc.want)
+			}
+		})
+	}
+	var id stripeID
+	if err := id.UnmarshalJSON([]byte(`12`)); err == nil {
+		t.Errorf("a number decoded as a reference: %q", id)
+	}
 }
