@@ -370,3 +370,22 @@ func TestVerifySignature(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkHandleWebhook is the connector's share of an inbound message:
+// verifying and normalizing one signed text message webhook, in process.
+func BenchmarkHandleWebhook(b *testing.B) {
+	c, err := New(nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	conn := connWith(b, testConfig(""))
+	req := signed(readFixture(b, "text.json"), testAppSecret)
+	b.SetBytes(int64(len(req.Body)))
+	b.ReportAllocs()
+	for b.Loop() {
+		res, err := c.(sdk.WebhookHandler).HandleWebhook(b.Context(), conn, req)
+		if err != nil || len(res.Events) != 1 {
+			b.Fatalf("HandleWebhook: %v, %d events", err, len(res.Events))
+		}
+	}
+}
