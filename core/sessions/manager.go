@@ -36,6 +36,10 @@ const (
 	DefaultPhoneAwayWarning  = 12 * 24 * time.Hour
 	DefaultMaxAcquirePerScan = 256
 	DefaultOpenTimeout       = 30 * time.Second
+	// DefaultMaxRebalancePerScan and DefaultRebalanceHoldOff: see
+	// Config.MaxRebalancePerScan and Config.RebalanceHoldOff.
+	DefaultMaxRebalancePerScan = 4
+	DefaultRebalanceHoldOff    = 10 * time.Minute
 	// DefaultPluginDownGrace is how long a node keeps the leases of a
 	// connector whose plugin is not running (crashed and restarting) before
 	// it gives them up for another node to run.
@@ -90,6 +94,16 @@ type Config struct {
 	// enough for a survivor to take over a dead node's thousand sessions in
 	// a few scans, few enough to bound one scan's work.
 	MaxAcquirePerScan int
+	// MaxRebalancePerScan caps the sessions one scan hands over to other
+	// nodes because this node holds more than its share (default 4): each
+	// move costs the session a reconnection, so a node that took every
+	// session while alone gives its excess back gradually once others join.
+	MaxRebalancePerScan int
+	// RebalanceHoldOff is how long after a session was handed over for
+	// balance it may be handed over for balance again (default 10 minutes):
+	// a session no other node can open comes back here (after three scan
+	// intervals left to the others) and stays.
+	RebalanceHoldOff time.Duration
 	// OpenTimeout bounds one OpenSession or CloseSession call (default 30s).
 	OpenTimeout time.Duration
 	// PluginDownGrace: see [DefaultPluginDownGrace].
@@ -151,6 +165,8 @@ type Manager struct {
 	retry map[string]retryEntry
 	// pluginDown is when each connector's plugin was first seen unavailable.
 	pluginDown map[string]time.Time
+	// rebalanced is when each connection was last handed over for balance.
+	rebalanced map[string]time.Time
 
 	scanNow  chan struct{}
 	renewNow chan struct{}
@@ -196,6 +212,8 @@ func New(cfg Config) (*Manager, error) {
 	cfg.RenewEvery = cmp.Or(cfg.RenewEvery, DefaultRenewEvery)
 	cfg.ScanEvery = cmp.Or(cfg.ScanEvery, DefaultScanEvery)
 	cfg.MaxAcquirePerScan = cmp.Or(cfg.MaxAcquirePerScan, DefaultMaxAcquirePerScan)
+	cfg.MaxRebalancePerScan = cmp.Or(cfg.MaxRebalancePerScan, DefaultMaxRebalancePerScan)
+	cfg.RebalanceHoldOff = cmp.Or(cfg.RebalanceHoldOff, DefaultRebalanceHoldOff)
 	cfg.OpenTimeout = cmp.Or(cfg.OpenTimeout, DefaultOpenTimeout)
 	cfg.PluginDownGrace = cmp.Or(cfg.PluginDownGrace, DefaultPluginDownGrace)
 	cfg.JanitorEvery = cmp.Or(cfg.JanitorEvery, DefaultJanitorEvery)
@@ -211,8 +229,8 @@ func New(cfg Config) (*Manager, error) {
 	if cfg.CleanupWarning >= cfg.CleanupAfter {
 		return nil, fmt.Errorf("sessions: CleanupWarning %s must be shorter than CleanupAfter %s", cfg.CleanupWarning, cfg.CleanupAfter)
 	}
-	if cfg.MaxAcquirePerScan < 0 {
-		return nil, errors.New("sessions: MaxAcquirePerScan must not be negative")
+	if cfg.MaxAcquirePerScan < 0 || cfg.MaxRebalancePerScan < 0 {
+		return nil, errors.New("sessions: MaxAcquirePerScan and MaxRebalancePerScan must not be negative")
 	}
 	if cfg.NodeID == "" {
 		cfg.NodeID = defaultNodeID()
@@ -232,6 +250,7 @@ func New(cfg Config) (*Manager, error) {
 		closing:    map[string]int{},
 		retry:      map[string]retryEntry{},
 		pluginDown: map[string]time.Time{},
+		rebalanced: map[string]time.Time{},
 		scanNow:    make(chan struct{}, 1),
 		renewNow:   make(chan struct{}, 1),
 	}
@@ -337,6 +356,12 @@ func (m *Manager) releaseAll(ctx context.Context) {
 	// sessions may take a while, and a lease expiring meanwhile would let
 	// another node open a session this one is still closing.
 	m.renew(ctx)
+	// Others stop counting this node at once, not when its row expires.
+	pctx, pcancel := context.WithTimeout(ctx, m.cfg.LeaseTTL)
+	if _, err := m.pool.Exec(pctx, `DELETE FROM session_nodes WHERE node = $1`, m.node); err != nil {
+		m.log.Warn("withdrawing the node from the session nodes failed; its row expires instead", "node", m.node, "error", err)
+	}
+	pcancel()
 	m.mu.Lock()
 	all := make([]*holding, 0, len(m.held))
 	for _, h := range m.held {
@@ -488,8 +513,13 @@ type candidate struct{ id, tenantID, connector string }
 // the live nodes are those holding a live lease, plus itself; and at least
 // one per scan, so that a session never starves when the other nodes cannot
 // take it (their plugin is down). Candidates are taken in random order and
-// at most MaxAcquirePerScan per scan. Sessions already held are never moved
-// to balance load: a move costs a reconnection at the provider.
+// at most MaxAcquirePerScan per scan. The live nodes are those announced in
+// session_nodes (every node running a session connector renews its row at
+// each scan) or holding a live lease, so a node that just started counts
+// before it holds anything. When every session is held and this node holds
+// more than its share (it was alone when the others started), it hands the
+// excess over gradually (rebalance); otherwise held sessions stay where they
+// are: a move costs a reconnection at the provider.
 func (m *Manager) scan(ctx context.Context) error {
 	connectors := m.sessionConnectors()
 	if len(connectors) == 0 {
@@ -499,15 +529,23 @@ func (m *Manager) scan(ctx context.Context) error {
 	// next one for long; the leases it would take can wait.
 	qctx, cancel := context.WithTimeout(ctx, m.cfg.LeaseTTL)
 	defer cancel()
+	// This node announces itself (it runs a session connector) and counts
+	// the other live nodes: those announced, and those holding a live lease.
 	var total, others, mine int
 	err := m.pool.QueryRow(qctx, `
-		WITH live AS (SELECT owner, count(*) AS n FROM session_leases WHERE expires_at > now() GROUP BY owner)
+		WITH me AS (
+		    INSERT INTO session_nodes (node, expires_at) VALUES ($2, now() + $3 * interval '1 millisecond')
+		    ON CONFLICT (node) DO UPDATE SET expires_at = EXCLUDED.expires_at
+		), live AS (SELECT owner, count(*) AS n FROM session_leases WHERE expires_at > now() GROUP BY owner)
 		SELECT (SELECT count(*) FROM connections WHERE connector = ANY($1) AND status = 'active'),
-		       (SELECT count(*) FROM live WHERE owner <> $2),
-		       COALESCE((SELECT n FROM live WHERE owner = $2), 0)`, connectors, m.node).Scan(&total, &others, &mine)
+		       (SELECT count(*) FROM (SELECT owner FROM live UNION SELECT node FROM session_nodes WHERE expires_at > now()) n
+		        WHERE n.owner <> $2),
+		       COALESCE((SELECT n FROM live WHERE owner = $2), 0)`,
+		connectors, m.node, m.cfg.LeaseTTL.Milliseconds()).Scan(&total, &others, &mine)
 	if err != nil {
 		return fmt.Errorf("counting sessions: %w", err)
 	}
+	share := int(math.Ceil(float64(total) / float64(others+1)))
 	rows, err := m.pool.Query(qctx, `
 		SELECT c.id, c.tenant_id, c.connector FROM connections c
 		LEFT JOIN session_leases l ON l.connection_id = c.id
@@ -535,9 +573,12 @@ func (m *Manager) scan(ctx context.Context) error {
 	})
 	m.mu.Unlock()
 	if len(cands) == 0 {
+		// Every session is held: the moment to even out the load.
+		if others > 0 && mine > share {
+			m.rebalance(ctx, mine-share)
+		}
 		return nil
 	}
-	share := int(math.Ceil(float64(total) / float64(others+1)))
 	take := min(max(share-mine, 1), m.cfg.MaxAcquirePerScan, len(cands))
 	mrand.Shuffle(len(cands), func(i, j int) { cands[i], cands[j] = cands[j], cands[i] })
 	cands = cands[:take]
@@ -557,6 +598,58 @@ func (m *Manager) scan(ctx context.Context) error {
 	}
 	wg.Wait()
 	return nil
+}
+
+// rebalance hands up to excess sessions (at most MaxRebalancePerScan) over to
+// the other nodes: it closes them here and deletes their leases, and keeps
+// away from them for three scan intervals, so another node takes them at its
+// next scan (or this one again, when none can). Only settled sessions move: connected, disconnected (reconnecting
+// anyway) or in an end state; a session pairing or connecting (a QR code on
+// somebody's screen) stays. A session moved for balance is not moved again
+// for RebalanceHoldOff, so a session no other node can open does not bounce.
+func (m *Manager) rebalance(ctx context.Context, excess int) {
+	now := time.Now()
+	m.mu.Lock()
+	ids := make([]string, 0, len(m.held))
+	for id := range m.held {
+		if t, ok := m.rebalanced[id]; !ok || now.Sub(t) >= m.cfg.RebalanceHoldOff {
+			ids = append(ids, id)
+		}
+	}
+	m.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	qctx, cancel := context.WithTimeout(ctx, m.cfg.LeaseTTL)
+	defer cancel()
+	rows, err := m.pool.Query(qctx, `
+		SELECT connection_id FROM session_states
+		WHERE connection_id = ANY($1) AND state IN ('connected', 'disconnected', 'logged_out', 'banned', 'temporarily_banned')`, ids)
+	if err != nil {
+		m.log.Warn("rebalancing sessions: reading their states failed", "node", m.node, "error", err)
+		return
+	}
+	movable, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		m.log.Warn("rebalancing sessions: reading their states failed", "node", m.node, "error", err)
+		return
+	}
+	mrand.Shuffle(len(movable), func(i, j int) { movable[i], movable[j] = movable[j], movable[i] })
+	movable = movable[:min(len(movable), excess, m.cfg.MaxRebalancePerScan)]
+	for _, id := range movable {
+		m.mu.Lock()
+		h := m.held[id]
+		if h != nil {
+			m.rebalanced[id] = now
+			m.retry[id] = retryEntry{notBefore: now.Add(3 * m.cfg.ScanEvery)}
+		}
+		m.mu.Unlock()
+		if h == nil {
+			continue
+		}
+		m.log.Info("handing a session over to another node for balance", h.attrs(m.node)...)
+		m.drop(ctx, h)
+	}
 }
 
 // acquireLease takes a missing or expired lease in one statement. The

@@ -364,6 +364,79 @@ func TestIntegrationGracefulStopHandsOverAtOnce(t *testing.T) {
 	e.world.check(t)
 }
 
+// A node that took every session while it was alone hands its excess over
+// once other nodes start, a few per scan, until each holds its share; a
+// session that is pairing stays where it is, and no session is ever open on
+// two nodes.
+func TestIntegrationSessionsSpreadWhenNodesJoin(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	ctx := context.Background()
+	var ids []string
+	for i := range 9 {
+		ids = append(ids, e.connection(t, fmt.Sprintf("r%d", i)))
+	}
+	for i, id := range ids {
+		state := "connected"
+		if i == 0 {
+			state = "pairing" // somebody is scanning its QR code
+		}
+		if _, err := e.pool.Exec(ctx, `INSERT INTO session_states (connection_id, tenant_id, state) VALUES ($1, $2, $3)`,
+			id, e.tenant, state); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a := e.startNode(t, "node-a", nil)
+	waitFor(t, "node-a holding every session", 5*time.Second, func() bool { return settled(ids, a) })
+
+	b, c := e.startNode(t, "node-b", nil), e.startNode(t, "node-c", nil)
+	all := []*node{a, b, c}
+	took := waitFor(t, "three sessions on each node", 15*time.Second, func() bool {
+		if !settled(ids, all...) {
+			return false
+		}
+		for _, n := range all {
+			if len(n.p.openIDs()) != 3 {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("9 sessions spread over 3 nodes %s after two nodes joined (scan every %s)", took, testScan)
+	if !a.m.Holds(ids[0]) {
+		t.Errorf("the pairing session moved: held by %v", holders(ids[0], all...))
+	}
+	// Balanced, it stays put: no more moves over several scans.
+	var before [3]int
+	for i, n := range all {
+		for _, id := range ids {
+			o, _ := n.p.counts(id)
+			before[i] += o
+		}
+	}
+	time.Sleep(10 * testScan)
+	for i, n := range all {
+		var opens int
+		for _, id := range ids {
+			o, _ := n.p.counts(id)
+			opens += o
+		}
+		if opens != before[i] {
+			t.Errorf("%s opened %d more sessions after the spread", n.name, opens-before[i])
+		}
+	}
+
+	// A stopped node leaves the count at once: its sessions go to the two
+	// others, which then hold them all between them.
+	c.stop()
+	waitFor(t, "the two remaining nodes holding every session", 10*time.Second, func() bool { return settled(ids, a, b) })
+	var nodes int
+	if err := e.pool.QueryRow(ctx, `SELECT count(*) FROM session_nodes WHERE node = 'node-c'`).Scan(&nodes); err != nil || nodes != 0 {
+		t.Errorf("node-c still announced after its graceful stop (%d rows, %v)", nodes, err)
+	}
+	e.world.check(t)
+}
+
 func TestIntegrationDisabledAndDeletedConnectionsAreClosed(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
