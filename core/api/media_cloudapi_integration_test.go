@@ -6,30 +6,20 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/ponte-hub/ponte/connectors/cloudapi/fakegraph"
-	"github.com/ponte-hub/ponte/core/api"
-	"github.com/ponte-hub/ponte/core/consent"
 	"github.com/ponte-hub/ponte/core/contacts"
 	"github.com/ponte-hub/ponte/core/dispatch"
-	"github.com/ponte-hub/ponte/core/ingress"
 	"github.com/ponte-hub/ponte/core/invoke"
-	"github.com/ponte-hub/ponte/core/messaging"
 	"github.com/ponte-hub/ponte/core/numbers"
 	"github.com/ponte-hub/ponte/core/pluginhost"
-	"github.com/ponte-hub/ponte/core/secrets"
 	"github.com/ponte-hub/ponte/core/store"
-	"github.com/ponte-hub/ponte/deploy/testenv"
 	"github.com/ponte-hub/ponte/plugins/sdk"
 )
 
@@ -62,30 +52,8 @@ type cloudMediaRig struct {
 func newCloudMediaRig(t *testing.T) *cloudMediaRig {
 	t.Helper()
 	ctx := context.Background()
-	bin := testenv.BuildBinary(t, "./connectors/cloudapi/cmd/ponte-connector-cloudapi")
-	dbURL := testenv.PostgresURL(t)
-	if err := store.Migrate(ctx, dbURL); err != nil {
-		t.Fatal(err)
-	}
-	mk, _ := secrets.ParseMasterKey(secrets.GenerateMasterKey())
-	st, err := store.Open(ctx, dbURL, mk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-	committer := ingress.NewCommitter(st.Pool(), ingress.CommitterConfig{})
-	t.Cleanup(committer.Close)
-	services := ingress.NewServices(st, nil, committer, st)
-	host, err := pluginhost.New(ctx, pluginhost.Options{Dir: filepath.Dir(bin), Services: services, Strict: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(host.Close)
-	services.SetConnectors(host)
-	cl, err := host.Connector("cloudapi")
-	if err != nil {
-		t.Fatal(err)
-	}
+	stack := newCloudAPIStack(t)
+	st, host, cl := stack.st, stack.host, stack.plugin
 
 	r := &cloudMediaRig{st: st, plugin: cl, logs: &syncBuffer{}, keys: map[string]string{}}
 	r.fake = fakegraph.New(t)
@@ -124,34 +92,7 @@ func newCloudMediaRig(t *testing.T) *cloudMediaRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	inv := invoke.New(st, host)
-	cons := consent.New(st.Pool(), consent.Options{})
-	msgs, err := messaging.New(messaging.Config{Pool: st.Pool(), Invoker: inv,
-		Consent: messaging.ConsentService{Service: cons}, Guard: messaging.ConsentService{Service: cons}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(msgs.Close)
-	hub := contacts.NewHub(st.Pool(), nil)
-	t.Cleanup(hub.Close)
-	watcher := numbers.NewWatcher(st.Pool(), nil)
-	t.Cleanup(watcher.Close)
-	r.h, err = api.New(api.Deps{
-		Store:        st,
-		Connectors:   host,
-		PaymentLinks: &fakePaymentLinks{},
-		PublicURL:    publicURL,
-		Logger:       slog.New(slog.NewJSONHandler(r.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
-		Metrics:      prometheus.NewRegistry(),
-		Inbox:        r.inbox,
-		Sender:       &fakeSender{},
-		InboxStream:  hub,
-		Messages:     msgs,
-		Numbers:      api.NumbersDeps{Store: nums, Invoker: inv, Watcher: watcher},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	r.h = mediaAPI(t, st, host, invoke.New(st, host), r.inbox, nums, r.logs)
 	return r
 }
 

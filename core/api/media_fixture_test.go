@@ -286,7 +286,15 @@ func newMediaFixture(t *testing.T) *mediaFixture {
 		t.Fatal(err)
 	}
 
-	inv := invoke.New(st, linkedRegistry{f.plugin})
+	f.h = mediaAPI(t, st, numRegistry{}, invoke.New(st, linkedRegistry{f.plugin}), inbox, nums, f.logs)
+	return f
+}
+
+// mediaAPI is the API of the media fixtures on st: messages through a
+// messaging service that invokes connectors with inv, inbox and numbers,
+// logging to logs.
+func mediaAPI(t *testing.T, st *store.Store, connectors pluginhost.Registry, inv *invoke.Invoker, inbox *contacts.Service, nums *numbers.Store, logs io.Writer) *gin.Engine {
+	t.Helper()
 	cons := consent.New(st.Pool(), consent.Options{})
 	msgs, err := messaging.New(messaging.Config{Pool: st.Pool(), Invoker: inv,
 		Consent: messaging.ConsentService{Service: cons}, Guard: messaging.ConsentService{Service: cons}})
@@ -298,12 +306,12 @@ func newMediaFixture(t *testing.T) *mediaFixture {
 	t.Cleanup(hub.Close)
 	watcher := numbers.NewWatcher(st.Pool(), nil)
 	t.Cleanup(watcher.Close)
-	f.h, err = api.New(api.Deps{
+	h, err := api.New(api.Deps{
 		Store:        st,
-		Connectors:   numRegistry{},
+		Connectors:   connectors,
 		PaymentLinks: &fakePaymentLinks{},
 		PublicURL:    publicURL,
-		Logger:       slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Logger:       slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Metrics:      prometheus.NewRegistry(),
 		Inbox:        inbox,
 		Sender:       &fakeSender{},
@@ -314,7 +322,7 @@ func newMediaFixture(t *testing.T) *mediaFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return f
+	return h
 }
 
 // do sends a request with the fixture key named key; headers are name,

@@ -61,32 +61,8 @@ const (
 func newSMSRig(t *testing.T) *smsRig {
 	t.Helper()
 	ctx := context.Background()
-	bin := testenv.BuildBinary(t, "./connectors/cloudapi/cmd/ponte-connector-cloudapi")
-
-	dbURL := testenv.PostgresURL(t)
-	if err := store.Migrate(ctx, dbURL); err != nil {
-		t.Fatal(err)
-	}
-	mk, _ := secrets.ParseMasterKey(secrets.GenerateMasterKey())
-	st, err := store.Open(ctx, dbURL, mk)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(st.Close)
-
-	committer := ingress.NewCommitter(st.Pool(), ingress.CommitterConfig{})
-	t.Cleanup(committer.Close)
-	services := ingress.NewServices(st, nil, committer, st)
-	host, err := pluginhost.New(ctx, pluginhost.Options{Dir: filepath.Dir(bin), Services: services, Strict: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(host.Close)
-	services.SetConnectors(host)
-	cl, err := host.Connector("cloudapi")
-	if err != nil {
-		t.Fatal(err)
-	}
+	stack := newCloudAPIStack(t)
+	st, host, cl := stack.st, stack.host, stack.plugin
 
 	fake := fakegraph.New(t)
 	fake.AddNumber(fakegraph.Number{PhoneNumberID: smsPhoneNumberID, WABAID: smsWABA, AccessToken: smsToken})
@@ -297,4 +273,43 @@ func (cs *callbackServer) received() []url.Values {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	return append([]url.Values(nil), cs.forms...)
+}
+
+// cloudAPIStack is a store on a fresh, migrated database and the real Cloud
+// API plugin process, its reports stored through an ingress committer: what
+// the fixtures that send or download through the Cloud API connector share.
+type cloudAPIStack struct {
+	st     *store.Store
+	host   *pluginhost.Host
+	plugin pluginhost.Client
+}
+
+func newCloudAPIStack(t *testing.T) cloudAPIStack {
+	t.Helper()
+	ctx := context.Background()
+	bin := testenv.BuildBinary(t, "./connectors/cloudapi/cmd/ponte-connector-cloudapi")
+	dbURL := testenv.PostgresURL(t)
+	if err := store.Migrate(ctx, dbURL); err != nil {
+		t.Fatal(err)
+	}
+	mk, _ := secrets.ParseMasterKey(secrets.GenerateMasterKey())
+	st, err := store.Open(ctx, dbURL, mk)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	committer := ingress.NewCommitter(st.Pool(), ingress.CommitterConfig{})
+	t.Cleanup(committer.Close)
+	services := ingress.NewServices(st, nil, committer, st)
+	host, err := pluginhost.New(ctx, pluginhost.Options{Dir: filepath.Dir(bin), Services: services, Strict: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(host.Close)
+	services.SetConnectors(host)
+	cl, err := host.Connector("cloudapi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cloudAPIStack{st: st, host: host, plugin: cl}
 }
