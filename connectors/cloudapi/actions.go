@@ -187,6 +187,8 @@ func (c *Connector) Invoke(ctx context.Context, call sdk.ActionCall) (json.RawMe
 		res, err = invokeWith(ctx, cfg, call.Params, c.sendTemplate)
 	case ActionSendInteractive:
 		res, err = invokeWith(ctx, cfg, call.Params, c.sendInteractive)
+	case ActionSendReaction:
+		res, err = invokeWith(ctx, cfg, call.Params, c.sendReaction)
 	case ActionMarkRead:
 		res, err = invokeWith(ctx, cfg, call.Params, c.markRead)
 	case ActionListTemplates:
@@ -238,6 +240,7 @@ type (
 		Sticker          *outMedia       `json:"sticker,omitempty"`
 		Template         *outTemplate    `json:"template,omitempty"`
 		Interactive      *outInteractive `json:"interactive,omitempty"`
+		Reaction         *outReaction    `json:"reaction,omitempty"`
 		BizOpaque        string          `json:"biz_opaque_callback_data,omitempty"`
 	}
 	outContext struct {

@@ -85,7 +85,7 @@ func TestManifest(t *testing.T) {
 	for _, a := range c.Manifest().Actions {
 		actions = append(actions, a.Name)
 	}
-	want := []string{"send_text", "send_media", "send_template", "send_interactive", "mark_read", "list_templates", "create_template", "delete_template", "download_media"}
+	want := []string{"send_text", "send_media", "send_template", "send_interactive", "send_reaction", "mark_read", "list_templates", "create_template", "delete_template", "download_media"}
 	if diff := cmp.Diff(want, actions); diff != "" {
 		t.Errorf("actions (-want +got):\n%s", diff)
 	}

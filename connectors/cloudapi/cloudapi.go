@@ -35,10 +35,10 @@
 //
 // # Actions
 //
-// send_text, send_media, send_template, send_interactive, mark_read,
-// list_templates, create_template, delete_template and download_media
-// (received media, see [MaxDownloadBytes]); their JSON Schemas are
-// in schemas/ and in the manifest. Every send carries the caller's ledger_id
+// send_text, send_media, send_template, send_interactive, send_reaction,
+// mark_read, list_templates, create_template, delete_template and
+// download_media (received media, see [MaxDownloadBytes]); their JSON
+// Schemas are in schemas/ and in the manifest. Every send carries the caller's ledger_id
 // to Meta as biz_opaque_callback_data, so the status webhooks of a message
 // name the Ponte ledger row they belong to. Graph errors become typed
 // *sdk.Error values (see [MapGraphError]).
@@ -77,6 +77,7 @@ const (
 	ActionSendMedia       = "send_media"
 	ActionSendTemplate    = "send_template"
 	ActionSendInteractive = "send_interactive"
+	ActionSendReaction    = "send_reaction"
 	ActionMarkRead        = "mark_read"
 	ActionListTemplates   = "list_templates"
 	ActionCreateTemplate  = "create_template"
@@ -184,6 +185,7 @@ var actionDescriptions = []sdk.ActionSpec{
 	{Name: ActionSendMedia, Description: "Sends an image, audio, video, document or sticker by public HTTPS link (inside the 24-hour window)."},
 	{Name: ActionSendTemplate, Description: "Sends an approved message template with Meta's components array (header, body and button parameters). Templates may be sent outside the 24-hour window."},
 	{Name: ActionSendInteractive, Description: "Sends reply buttons (1-3) or a list (1-10 rows in all), inside the 24-hour window."},
+	{Name: ActionSendReaction, Description: "Reacts with one emoji to a message the customer sent (an empty emoji removes the reaction), inside the 24-hour window. Meta sends only the sent status webhook for a reaction; one on a message it cannot react to (older than 30 days, deleted, a reaction) fails by status webhook with 131009."},
 	{Name: ActionMarkRead, Description: "Marks a received message (and the ones before it) as read, showing blue ticks to the customer."},
 	{Name: ActionListTemplates, Description: "Lists the WhatsApp Business Account's message templates, one page at a time."},
 	{Name: ActionCreateTemplate, Description: "Submits a new message template for Meta's review; it starts PENDING."},
@@ -196,7 +198,7 @@ func buildManifest() (sdk.Manifest, error) {
 		Name:        "cloudapi",
 		Version:     Version,
 		DisplayName: "WhatsApp Cloud API",
-		Description: "A WhatsApp Business phone number on Meta's Cloud API: inbound messages, delivery statuses, templates, and sending text, media, templates and interactive messages.",
+		Description: "A WhatsApp Business phone number on Meta's Cloud API: inbound messages, delivery statuses, templates, and sending text, media, templates, interactive messages and reactions.",
 		Webhooks:    true,
 		Config: []sdk.ConfigField{
 			{Name: "phone_number_id", Type: sdk.FieldString, Required: true, Pattern: idPattern.String(),

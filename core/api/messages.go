@@ -47,7 +47,7 @@ type sendMessageInput struct {
 		Template     *messageTemplateBody `json:"template,omitempty"`
 		Interactive  map[string]any       `json:"interactive,omitempty" doc:"Reply buttons or a list: {type: button|list, header?, body, footer?, buttons | button_text + sections}."`
 		ReplyTo      string               `json:"reply_to,omitempty" maxLength:"200" doc:"The WhatsApp id (wamid) of the message to quote."`
-		Reaction     *messaging.Reaction  `json:"reaction,omitempty" doc:"For kind reaction (linked-device numbers): the emoji and the WhatsApp id of the message it goes on; an empty emoji removes the reaction."`
+		Reaction     *messaging.Reaction  `json:"reaction,omitempty" doc:"For kind reaction (any number; on a Cloud API number only inside the 24-hour window, like free text): the emoji and the WhatsApp id of the message it goes on; an empty emoji removes the reaction."`
 		Purpose      string               `json:"purpose,omitempty" enum:"marketing,utility,authentication,service" doc:"Why the message is sent; decides the consent rules. Default service; a template takes its category."`
 		AllowDefer   bool                 `json:"allow_defer,omitempty" doc:"Inside quiet hours, defer the message to their end (status deferred) instead of refusing it."`
 	}
@@ -68,8 +68,8 @@ func (s *server) registerMessages() {
 	op := allowRoles(operation("send-message", http.MethodPost, "/v1/messages", "Send a message", tagMessages, store.ScopeWrite),
 		store.RoleAdmin, store.RoleManager, store.RoleOperator)
 	op.DefaultStatus = http.StatusCreated
-	op.Description = "Sends text, media, a template or an interactive message on a WhatsApp Cloud API number, or text, " +
-		"media or a reaction on a linked-device number (paced by the number's own settings), after " +
+	op.Description = "Sends text, media, a reaction, a template or an interactive message on a WhatsApp Cloud API number, " +
+		"or text, media or a reaction on a linked-device number (paced by the number's own settings), after " +
 		"checking consent and exclusions, quiet hours, the 24-hour window (free-form messages only inside it) and the " +
 		"template's state, then pacing the send. A refused send answers 422 with the machine-readable `reason` " +
 		"(e.g. `outside_window_template_required`, `opted_out`, `quiet_hours`) and is recorded as refused. The answer " +

@@ -220,11 +220,19 @@ func TestLinkedDeviceReactions(t *testing.T) {
 			t.Errorf("%s: %v; want invalid", name, err)
 		}
 	}
-	// A Cloud API number does not send reactions.
+	// A Cloud API number sends it too, with the Cloud API connector's
+	// parameters (plugin_test.go sends one through the real plugin).
 	cloud := newRig(t, time.Hour, nil)
-	var inv *InvalidError
-	if _, err := cloud.svc.Send(t.Context(), react("c1", "👍")); !errors.As(err, &inv) || inv.Field != "kind" {
-		t.Fatalf("reaction on a Cloud API number: %v; want invalid kind", err)
+	cm, err := cloud.svc.Send(t.Context(), react("c1", "👍"))
+	if err != nil || cm.Status != StatusSent || len(cloud.inv.calls) != 1 || cloud.inv.calls[0].Action != ActionSendReaction {
+		t.Fatalf("reaction on a Cloud API number = %+v, %v, calls %+v; want sent by send_reaction", cm, err, cloud.inv.calls)
+	}
+	var cparams map[string]any
+	if err := json.Unmarshal(cloud.inv.calls[0].Params, &cparams); err != nil {
+		t.Fatal(err)
+	}
+	if want := map[string]any{"to": "+393331234567", "ledger_id": cm.ID, "message_id": "3EB0CUSTOMER", "emoji": "👍"}; !cmp.Equal(cparams, want) {
+		t.Fatalf("cloud api params %v; want %v", cparams, want)
 	}
 }
 

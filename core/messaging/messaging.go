@@ -36,8 +36,8 @@ const (
 	KindMedia       Kind = "media"
 	KindTemplate    Kind = "template"
 	KindInteractive Kind = "interactive"
-	// KindReaction is an emoji on a message of the conversation (linked-
-	// device numbers).
+	// KindReaction is an emoji on a message of the conversation (any
+	// number; from a Cloud API number only inside the 24-hour window).
 	KindReaction Kind = "reaction"
 )
 

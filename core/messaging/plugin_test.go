@@ -212,6 +212,119 @@ func TestIntegrationCloudAPISendDeliverRead(t *testing.T) {
 	}
 }
 
+// TestIntegrationCloudAPIReaction sends reactions from a Cloud API number
+// through the real plugin process to the fake Graph API: refused before any
+// call outside the window, then a reaction and a removal that reach Meta as
+// type reaction and are ledger rows like any send, and a reaction on a
+// message Meta cannot react to, which Meta accepts and then fails by status
+// webhook (131009) carrying the ledger id.
+func TestIntegrationCloudAPIReaction(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newCloudRig(t, 80, 10)
+	r.fake.SetWebhook(r.hooks.URL+"/hooks/"+r.connID, rigAppSecret)
+	r.fake.SetStatusOptions(fakegraph.StatusOptions{Delay: 5 * time.Millisecond})
+	d, err := dispatch.New(dispatch.Config{Pool: r.pool, Router: Route(r.pool), Temporal: noTemporal{}, PollInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dctx, stop := context.WithCancel(ctx)
+	defer stop()
+	go func() { _ = d.Run(dctx) }()
+
+	react := func(key, phone, wamid, emoji string) SendRequest {
+		return SendRequest{TenantID: r.tenantID, ConnectionID: r.connID, To: phone, Kind: KindReaction,
+			Reaction: &Reaction{MessageID: wamid, Emoji: emoji}, IdempotencyKey: key}
+	}
+	// Three customers, so the 6 s between messages to one recipient does
+	// not slow the test down.
+	const liker, remover, stranger = "+393471110001", "+393471110002", "+393471110003"
+
+	// Outside the window: refused before any call, like free text.
+	_, err = r.svc.Send(ctx, react("r-outside", liker, "wamid.HBgLMzkzNDcxMTEwMDAxFQIAEhgUM0FCQ0RFRjAxMjM0NTY3ODlBQkMA", "👍"))
+	var ref *RefusedError
+	if !errors.As(err, &ref) || ref.Reason != ReasonOutsideWindow {
+		t.Fatalf("reaction outside the window: %v; want refused %s", err, ReasonOutsideWindow)
+	}
+	if got, _ := r.svc.Get(ctx, r.tenantID, ref.MessageID); got.Status != StatusRefused || got.Kind != "reaction" {
+		t.Errorf("refused reaction's row: %s %s", got.Status, got.Kind)
+	}
+	if n, e := len(r.fake.Sent()), r.fake.ErrorCount(131047); n != 0 || e != 0 {
+		t.Fatalf("the refused reaction reached the fake: %d sends, %d answers 131047", n, e)
+	}
+
+	type want struct {
+		key, phone, emoji string
+	}
+	var targets []string
+	for _, phone := range []string{liker, remover, stranger} {
+		targets = append(targets, r.fake.CustomerMessage(rigPhoneNumberID, phone, "Is the blue one back in stock?"))
+		r.openWindow(t, phone)
+	}
+	// The stranger's reaction goes on a message id Meta does not know.
+	targets[2] = "wamid.HBgLMzkzNDcxMTEwMDAzFQIAERgSNDVGMEFBQUFBQUFBQUFBQUFBAA=="
+	rows := map[string]Message{}
+	for i, w := range []want{{"r-like", liker, "👍"}, {"r-remove", remover, ""}, {"r-unknown", stranger, "❤️"}} {
+		m, err := r.svc.Send(ctx, react(w.key, w.phone, targets[i], w.emoji))
+		if err != nil {
+			t.Fatalf("%s: %v", w.key, err)
+		}
+		if m.Status != StatusSent || m.Kind != "reaction" || !strings.HasPrefix(m.ProviderMessageID, "wamid.") {
+			t.Fatalf("%s row: status %s kind %s wamid %q", w.key, m.Status, m.Kind, m.ProviderMessageID)
+		}
+		sent := r.fake.SentTo(w.phone)
+		if len(sent) != 1 {
+			t.Fatalf("%s: the fake logged %d sends to %s, want 1", w.key, len(sent), w.phone)
+		}
+		var req struct {
+			Type     string            `json:"type"`
+			Reaction map[string]string `json:"reaction"`
+			Opaque   string            `json:"biz_opaque_callback_data"`
+		}
+		if err := json.Unmarshal(sent[0].Request, &req); err != nil {
+			t.Fatal(err)
+		}
+		got := fmt.Sprintf("%s %v %s %s %s", sent[0].Type, req.Reaction, req.Opaque, sent[0].LedgerID, sent[0].WAMID)
+		wantReq := fmt.Sprintf("reaction %v %s %s %s", map[string]string{"message_id": targets[i], "emoji": w.emoji}, m.ID, m.ID, m.ProviderMessageID)
+		if req.Type != "reaction" || got != wantReq {
+			t.Errorf("%s reached the fake as %q, want %q", w.key, got, wantReq)
+		}
+		rows[w.key] = m
+	}
+
+	// Meta sends a reaction only "sent"; the one it cannot place fails.
+	if err := r.fake.WaitWebhooks(ctx); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	var failed Message
+	for time.Now().Before(deadline) {
+		failed, _ = r.svc.Get(ctx, r.tenantID, rows["r-unknown"].ID)
+		if failed.Status == StatusFailed {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if failed.Status != StatusFailed || failed.ErrorCode != "131009" || failed.ProviderMessageID != rows["r-unknown"].ProviderMessageID {
+		t.Errorf("reaction on an unknown message: status %s code %q wamid %q; want failed 131009 with its wamid",
+			failed.Status, failed.ErrorCode, failed.ProviderMessageID)
+	}
+	for _, key := range []string{"r-like", "r-remove"} {
+		got, err := r.svc.Get(ctx, r.tenantID, rows[key].ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != StatusSent || got.SentAt == nil || got.ProviderMessageID != rows[key].ProviderMessageID || got.DeliveredAt != nil {
+			t.Errorf("%s final row: status %s sent %v delivered %v wamid %q", key, got.Status, got.SentAt, got.DeliveredAt, got.ProviderMessageID)
+		}
+	}
+	// A repeated request with the same key is the same row, not a second reaction.
+	again, err := r.svc.Send(ctx, react("r-like", liker, targets[0], "👍"))
+	if err != nil || again.ID != rows["r-like"].ID || len(r.fake.SentTo(liker)) != 1 {
+		t.Errorf("repeated reaction: %s, %v, %d sends; want the first row and no second send", again.ID, err, len(r.fake.SentTo(liker)))
+	}
+}
+
 // BenchmarkSendThroughput is the sending figure of `make bench`: marketing
 // template sends through the real Cloud API plugin process to the fake Graph
 // API at the 1,000 msg/s tier, 20,000 distinct recipients all opted in, every

@@ -25,7 +25,9 @@ import (
 // Connector is the connector whose connections messaging sends through.
 const Connector = "cloudapi"
 
-// Cloud API connector actions.
+// Cloud API connector actions. A reaction is [ActionSendReaction] on both
+// connectors (declared with the linked-device actions): the Cloud API's takes
+// to, message_id, emoji and ledger_id.
 const (
 	ActionSendText        = "send_text"
 	ActionSendMedia       = "send_media"
@@ -330,7 +332,7 @@ func validate(req *SendRequest) error {
 			return bad("reaction.message_id", "is required for a reaction")
 		case len(r.MessageID) > 128:
 			return bad("reaction.message_id", "is longer than 128 bytes")
-		case utf8.RuneCountInString(r.Emoji) > 8:
+		case utf8.RuneCountInString(r.Emoji) > 16: // the longest emoji (ZWJ sequences with skin tones) are 10 code points; the connectors check it is one
 			return bad("reaction.emoji", "must be one emoji (or empty to remove the reaction)")
 		case req.ReplyTo != "":
 			return bad("reply_to", "a reaction cannot quote a message")
@@ -419,9 +421,6 @@ func (s *Service) plan(ctx context.Context, req SendRequest) (plan, error) {
 	}
 	if ch.Connector == ConnectorLinkedDevice && (req.Kind == KindTemplate || req.Kind == KindInteractive) {
 		return plan{}, &InvalidError{Field: "kind", Reason: "a linked-device number sends text, media and reactions; templates and interactive messages are Cloud API features (give a template send a text_fallback to send it from a linked device)"}
-	}
-	if ch.Connector != ConnectorLinkedDevice && req.Kind == KindReaction {
-		return plan{}, &InvalidError{Field: "kind", Reason: "reactions are sent from linked-device numbers; the Cloud API connector does not send them yet"}
 	}
 	if ch.Status != store.StatusActive {
 		return plan{}, &InvalidError{Field: "connection_id", Reason: "the connection is " + ch.Status}
@@ -924,10 +923,17 @@ func (s *Service) call(ctx context.Context, p *plan) (json.RawMessage, error) {
 // actionParams builds the Cloud API connector's action and parameters.
 func actionParams(k Kind, c content, ledgerID string) (string, map[string]any) {
 	params := map[string]any{"to": c.To, "ledger_id": ledgerID}
-	if c.ReplyTo != "" && k != KindTemplate {
+	if c.ReplyTo != "" && k != KindTemplate && k != KindReaction {
 		params["reply_to"] = c.ReplyTo
 	}
 	switch k {
+	case KindReaction:
+		// The emoji goes even when empty: that removes the reaction. The
+		// ledger id rides along as biz_opaque_callback_data, so the one
+		// status webhook Meta sends for a reaction (sent, or failed with
+		// 131009 for a message it cannot react to) settles this row.
+		params["message_id"], params["emoji"] = c.Reaction.MessageID, c.Reaction.Emoji
+		return ActionSendReaction, params
 	case KindMedia:
 		params["type"], params["link"] = c.Media.Type, c.Media.Link
 		if c.Media.Caption != "" {

@@ -40,6 +40,11 @@
 //   - Undeliverable recipients ([Server.Undeliverable]): accepted, then a failed
 //     status with 131026; marketing templates to users who stopped marketing
 //     messages ([Server.StopMarketing]): accepted, then failed with 131050.
+//   - Reactions (type reaction, a free-form message inside the window):
+//     message_id and emoji required (131008), the emoji one emoji or empty to
+//     remove it (131009), no context (100); a reaction to a message the number
+//     did not receive is accepted and then failed by a status webhook with
+//     131009; a reaction gets only the "sent" status webhook.
 //   - Mark as read: {messaging_product, status: "read", message_id} for a
 //     message the number received: {"success": true}.
 //   - /{version}/{waba-id}/message_templates: GET lists with limit (default 25)

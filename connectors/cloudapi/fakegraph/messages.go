@@ -108,7 +108,9 @@ type (
 		Interactive *inInteractive `json:"interactive"`
 		Reaction    *struct {
 			MessageID string `json:"message_id"`
-			Emoji     string `json:"emoji"`
+			// Emoji is a pointer because Meta requires the field but
+			// accepts it empty (the removal of a reaction).
+			Emoji *string `json:"emoji"`
 		} `json:"reaction"`
 		Location  json.RawMessage `json:"location"`
 		Contacts  json.RawMessage `json:"contacts"`
@@ -298,10 +300,23 @@ func (s *Server) validate(num *number, m *inMessage) (string, *template, *graphE
 	case "template":
 		return s.validateTemplateSend(num, m.Template)
 	case "reaction":
+		// Meta: message_id and emoji are required; the emoji is one emoji,
+		// or "" to remove the reaction. Meta does not document the code for
+		// an emoji that is not one; 131009 is its code for a parameter value
+		// that is not valid.
 		if m.Reaction.MessageID == "" {
 			return fail(missing("reaction.message_id"))
 		}
-		return m.Reaction.Emoji, nil, nil
+		if m.Reaction.Emoji == nil {
+			return fail(missing("reaction.emoji"))
+		}
+		if e := *m.Reaction.Emoji; e != "" && !oneEmoji(e) {
+			return fail(badValue("reaction.emoji must be a single emoji, or empty to remove the reaction"))
+		}
+		if m.Context != nil {
+			return fail(invalid("a reaction message cannot carry a context"))
+		}
+		return *m.Reaction.Emoji, nil, nil
 	}
 	return "", nil, nil
 }
@@ -432,6 +447,15 @@ func (s *Server) accept(w http.ResponseWriter, num *number, m *inMessage, raw []
 		asyncFailure = &graphError{code: 131050, title: "Unable to deliver the message. This recipient has chosen to stop receiving marketing messages on WhatsApp from your business.",
 			details: "The user has stopped marketing messages from this business."}
 	}
+	if m.Type == "reaction" && asyncFailure == nil && s.received[m.Reaction.MessageID] != num.PhoneNumberID {
+		// Meta takes the call and fails the reaction by status webhook when
+		// the message is not one it can react to: not a message the number
+		// received (an unknown id, one of the business's own messages, a
+		// reaction), deleted, or older than 30 days. The fake knows the
+		// first kind only.
+		asyncFailure = &graphError{code: 131009, title: "Parameter value is not valid",
+			details: "The reaction's message_id is not a message received in this conversation that can be reacted to."}
+	}
 	sm := SentMessage{
 		PhoneNumberID: num.PhoneNumberID, To: waID, Type: m.Type, Body: body,
 		LedgerID: m.BizOpaque, WAMID: newWAMID(), At: now, Request: raw,
@@ -446,7 +470,11 @@ func (s *Server) accept(w http.ResponseWriter, num *number, m *inMessage, raw []
 	}
 	s.sentByTo[waID] = append(s.sentByTo[waID], len(s.sent))
 	s.sent = append(s.sent, sm)
-	s.scheduleStatusesLocked(num, sm, origin, asyncFailure)
+	if m.Type == "reaction" {
+		s.scheduleReactionStatusesLocked(num, sm, asyncFailure)
+	} else {
+		s.scheduleStatusesLocked(num, sm, origin, asyncFailure)
+	}
 	s.mu.Unlock()
 
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -454,6 +482,33 @@ func (s *Server) accept(w http.ResponseWriter, num *number, m *inMessage, raw []
 		"contacts":          []map[string]string{{"input": m.To, "wa_id": waID}},
 		"messages":          []map[string]string{{"id": sm.WAMID}},
 	})
+}
+
+// scheduleReactionStatusesLocked queues a reaction's status webhooks. Meta
+// sends only "sent" for a reaction, never delivered or read, so of the
+// configured sequence only "sent" is kept (a failure is sent as for any
+// message).
+func (s *Server) scheduleReactionStatusesLocked(num *number, sm SentMessage, failure *graphError) {
+	saved := s.statusOpts
+	defer func() { s.statusOpts = saved }()
+	o := saved
+	o.Statuses = nil
+	seq := saved.Statuses
+	if len(seq) == 0 {
+		seq = []string{"sent"}
+	}
+	for _, st := range seq {
+		if st == "sent" {
+			o.Statuses = []string{"sent"}
+		}
+	}
+	if o.Statuses == nil && failure == nil {
+		return // the configured sequence has no "sent"
+	}
+	// scheduleStatusesLocked reads the options under the lock the caller
+	// holds, so they are swapped for this one message only.
+	s.statusOpts = o
+	s.scheduleStatusesLocked(num, sm, "service", failure)
 }
 
 // markRead serves {status: "read", message_id}.
@@ -546,4 +601,59 @@ func (s *Server) validateTemplateSend(num *number, t *inTemplate) (string, *temp
 		text = strings.ReplaceAll(text, "{{"+strconv.Itoa(i+1)+"}}", v.Text)
 	}
 	return text, &cp, nil
+}
+
+// oneEmoji reports whether s is one emoji as Unicode TS #51 composes them:
+// two regional indicators (a flag); a keycap ([0-9#*], optional U+FE0F,
+// U+20E3); or pictographs, each with an optional variation selector and skin
+// tone, joined by U+200D, the last optionally followed by tag characters up
+// to U+E007F (subdivision flags). Pictographs are taken from the blocks that
+// hold them, since Go's unicode package has no Extended_Pictographic.
+func oneEmoji(s string) bool {
+	rs := []rune(s)
+	if len(rs) == 0 || len(rs) > 10 || !utf8.ValidString(s) {
+		return false
+	}
+	ri := func(r rune) bool { return r >= 0x1F1E6 && r <= 0x1F1FF }
+	if ri(rs[0]) {
+		return len(rs) == 2 && ri(rs[1])
+	}
+	if strings.ContainsRune("0123456789#*", rs[0]) {
+		tail := string(rs[1:])
+		return tail == "\u20E3" || tail == "\uFE0F\u20E3"
+	}
+	pictograph := func(r rune) bool {
+		return (r >= 0x1F000 && r <= 0x1FAFF && !ri(r)) || (r >= 0x1FC00 && r <= 0x1FFFD) ||
+			(r >= 0x2600 && r <= 0x27BF) || (r >= 0x2190 && r <= 0x21FF) || (r >= 0x2300 && r <= 0x23FF) ||
+			(r >= 0x2900 && r <= 0x297F) || (r >= 0x2B00 && r <= 0x2BFF) || (r >= 0x25A0 && r <= 0x25FF) ||
+			strings.ContainsRune("\u00A9\u00AE\u203C\u2049\u2122\u2139\u24C2\u3030\u303D\u3297\u3299", r)
+	}
+	at := func(i int, ok func(rune) bool) bool { return i < len(rs) && ok(rs[i]) }
+	for i := 0; ; i++ {
+		if !at(i, pictograph) {
+			return false
+		}
+		i++
+		if at(i, func(r rune) bool { return r == 0xFE0F || r == 0xFE0E }) {
+			i++
+		}
+		if at(i, func(r rune) bool { return r >= 0x1F3FB && r <= 0x1F3FF }) {
+			i++
+		}
+		if at(i, func(r rune) bool { return r == 0xFE0F }) {
+			i++
+		}
+		if at(i, func(r rune) bool { return r >= 0xE0020 && r <= 0xE007E }) {
+			for at(i, func(r rune) bool { return r >= 0xE0020 && r <= 0xE007E }) {
+				i++
+			}
+			return i == len(rs)-1 && rs[i] == 0xE007F
+		}
+		if i == len(rs) {
+			return true
+		}
+		if rs[i] != 0x200D {
+			return false
+		}
+	}
 }
