@@ -158,6 +158,15 @@ type Config struct {
 	Lease time.Duration
 	// DeliveryTimeout bounds one event's deliveries (default 15s).
 	DeliveryTimeout time.Duration
+	// Yield, when set, says that more urgent work is waiting for the
+	// machine (webhooks answered slowly: ingress.Pressure.Busy). The
+	// dispatcher then waits before each batch, up to MaxYield, and claims
+	// small batches (a tenth of BatchSize) until Yield says false: the
+	// events are stored already and can be applied a little later, while a
+	// provider waits for each answer. MaxYield (default 1s) bounds each wait,
+	// so applying never stops under sustained load, it only slows.
+	Yield    func() bool
+	MaxYield time.Duration
 	// BaseBackoff and MaxBackoff shape the retry delay after a failure:
 	// BaseBackoff * 2^attempts with ±20% jitter, capped at MaxBackoff
 	// (defaults 1s and 15m). There is no attempt limit: an event waits out a
@@ -184,6 +193,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, time.Second)
 	cfg.Lease = cmp.Or(cfg.Lease, time.Minute)
 	cfg.DeliveryTimeout = cmp.Or(cfg.DeliveryTimeout, 15*time.Second)
+	cfg.MaxYield = cmp.Or(cfg.MaxYield, time.Second)
 	cfg.BaseBackoff = cmp.Or(cfg.BaseBackoff, time.Second)
 	cfg.MaxBackoff = cmp.Or(cfg.MaxBackoff, 15*time.Minute)
 	return &Dispatcher{cfg: cfg, log: cmp.Or(cfg.Logger, slog.Default())}, nil
@@ -206,7 +216,11 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer ticker.Stop()
 	for {
 		for {
-			n, err := d.DispatchOnce(ctx)
+			limit := d.giveWay(ctx)
+			if ctx.Err() != nil {
+				return nil
+			}
+			n, err := d.dispatch(ctx, limit)
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
@@ -214,7 +228,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 				d.log.Error("dispatch: draining the outbox failed", "error", err)
 				break
 			}
-			if n < d.cfg.BatchSize {
+			if n < limit {
 				break // drained; a full batch means there may be more right now
 			}
 		}
@@ -303,10 +317,41 @@ SET dispatch_attempts = e.dispatch_attempts + 1,
 FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(id, delay_ms, err)
 WHERE e.id = u.id AND e.dispatched_at IS NULL`
 
+// yieldPoll is how often a dispatcher giving way asks Yield again.
+const yieldPoll = 10 * time.Millisecond
+
+// giveWay waits while Yield says more urgent work is waiting, up to
+// MaxYield, and returns how many events the next batch may claim: BatchSize,
+// or a tenth of it when the wait ran out with Yield still true.
+func (d *Dispatcher) giveWay(ctx context.Context) int {
+	if d.cfg.Yield == nil || !d.cfg.Yield() {
+		return d.cfg.BatchSize
+	}
+	deadline := time.Now().Add(d.cfg.MaxYield)
+	t := time.NewTicker(yieldPoll)
+	defer t.Stop()
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return d.cfg.BatchSize
+		case <-t.C:
+		}
+		if !d.cfg.Yield() {
+			return d.cfg.BatchSize
+		}
+	}
+	return max(1, d.cfg.BatchSize/10)
+}
+
 // DispatchOnce claims one batch of due events, delivers them and records the
 // outcomes. It returns how many events it claimed.
 func (d *Dispatcher) DispatchOnce(ctx context.Context) (int, error) {
-	rows, err := d.cfg.Pool.Query(ctx, claimEvents, d.cfg.BatchSize, d.cfg.Lease.Milliseconds())
+	return d.dispatch(ctx, d.cfg.BatchSize)
+}
+
+// dispatch is DispatchOnce claiming at most limit events.
+func (d *Dispatcher) dispatch(ctx context.Context, limit int) (int, error) {
+	rows, err := d.cfg.Pool.Query(ctx, claimEvents, limit, d.cfg.Lease.Milliseconds())
 	if err != nil {
 		return 0, fmt.Errorf("claiming events: %w", err)
 	}

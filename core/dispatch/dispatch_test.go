@@ -431,3 +431,58 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// A dispatcher told to give way (ingress answering slowly) waits up to
+// MaxYield before each batch and then claims small batches, but still
+// applies every event; told nothing, it claims full batches at once.
+func TestIntegrationDispatchGivesWay(t *testing.T) {
+	t.Parallel()
+	pool := newDB(t)
+	var applied atomic.Int32
+	router := RouterFunc(func(_ context.Context, ev Event) ([]Delivery, error) {
+		return []Delivery{{Apply: func(context.Context) error { applied.Add(1); return nil }}}, nil
+	})
+	ids := insertEvents(t, pool, 40, func(int) string { return `{}` })
+	var busy atomic.Bool
+	busy.Store(true)
+	var asked atomic.Int32
+	d, err := New(Config{Pool: pool, Router: router, Temporal: &fakeTemporal{}, BatchSize: 20, PollInterval: 50 * time.Millisecond,
+		MaxYield: 100 * time.Millisecond, Yield: func() bool { asked.Add(1); return busy.Load() }, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan struct{})
+	start := time.Now()
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	waitFor(t, 20*time.Second, "every event applied while the dispatcher gives way", func() bool { return int(applied.Load()) == len(ids) })
+	took := time.Since(start)
+	// Under pressure a batch is 2 events after a 100 ms wait: 20 batches,
+	// about 2 s; without it, 2 batches of 20 right away.
+	if took < time.Second {
+		t.Errorf("40 events applied in %v while told to give way; want the waits (at least 1 s)", took)
+	}
+	if asked.Load() < 20 {
+		t.Errorf("Yield asked %d times", asked.Load())
+	}
+
+	busy.Store(false)
+	more := insertEvents(t, pool, 40, func(int) string { return `{}` })
+	if _, err := pool.Exec(context.Background(), `NOTIFY `+NotifyChannel); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	waitFor(t, 10*time.Second, "the next events applied at full speed", func() bool { return int(applied.Load()) == len(ids)+len(more) })
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("40 events applied in %v with nothing to give way to", took)
+	}
+	cancel()
+	<-done
+	for id, s := range states(t, pool) {
+		if !s.Dispatched {
+			t.Errorf("event %d not dispatched", id)
+		}
+	}
+}

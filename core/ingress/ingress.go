@@ -75,6 +75,9 @@ type Config struct {
 	Prefix string
 	// Metrics receives counts and latencies; nil means none.
 	Metrics Metrics
+	// Pressure, when set, follows the answer times, for work that gives way
+	// to webhooks (the dispatcher's Yield).
+	Pressure *Pressure
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -88,6 +91,7 @@ type Handler struct {
 	timeout    time.Duration
 	prefix     string
 	metrics    Metrics
+	pressure   *Pressure
 	log        *slog.Logger
 }
 
@@ -106,6 +110,7 @@ func NewHandler(cfg Config) (*Handler, error) {
 		timeout:    cmp.Or(cfg.PluginTimeout, DefaultPluginTimeout),
 		prefix:     cmp.Or(cfg.Prefix, DefaultPrefix),
 		metrics:    cfg.Metrics,
+		pressure:   cfg.Pressure,
 		log:        cmp.Or(cfg.Logger, slog.Default()),
 	}
 	if h.metrics == nil {
@@ -121,7 +126,9 @@ func NewHandler(cfg Config) (*Handler, error) {
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	received := time.Now()
 	connector, outcome := h.serve(w, r, received)
-	h.metrics.WebhookHandled(connector, outcome, time.Since(received))
+	took := time.Since(received)
+	h.metrics.WebhookHandled(connector, outcome, took)
+	h.pressure.observe(took)
 }
 
 func (h *Handler) serve(w http.ResponseWriter, r *http.Request, received time.Time) (string, Outcome) {

@@ -163,6 +163,15 @@ func Run(ctx context.Context, cfg Config) error {
 		}()
 	}
 
+	// On a node that answers webhooks, the dispatcher gives way to them when
+	// they are answered slowly: stored events can wait, providers cannot.
+	var pressure *ingress.Pressure
+	var yield func() bool
+	if cfg.Has(RoleIngress) {
+		pressure = ingress.NewPressure(0)
+		yield = pressure.Busy
+	}
+
 	if cfg.Has(RoleWorker) {
 		ponteworker.SetCacheSize(cfg.WorkflowCacheSize)
 		deps := ponteworker.Deps{
@@ -193,6 +202,7 @@ func Run(ctx context.Context, cfg Config) error {
 				templates.Route(msg.templates),
 			},
 			Temporal: temporal,
+			Yield:    yield,
 			Logger:   log.With("component", "dispatch"),
 		})
 		if err != nil {
@@ -225,6 +235,7 @@ func Run(ctx context.Context, cfg Config) error {
 			Connectors:  plugins,
 			Sink:        committer,
 			Metrics:     ingressMetrics,
+			Pressure:    pressure,
 			Logger:      log.With("component", "ingress"),
 		})
 		if err != nil {
