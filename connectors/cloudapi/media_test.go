@@ -247,8 +247,8 @@ func TestDownloadMediaGraphAnswers(t *testing.T) {
 		"other invalid parameter": {func(w http.ResponseWriter, _ string) {
 			graphJSON(w, 400, `{"error":{"message":"(#100) Invalid parameter","type":"OAuthException","code":100}}`)
 		}, serveFile, sdk.KindInvalid, "100", 0, 0},
-		"graph down": {func(w http.ResponseWriter, _ string) { http.Error(w, "oops", 503) }, serveFile, sdk.KindRetryable, "", 0, 0},
-		"url expired": {lookupOK(""), func(w http.ResponseWriter) { http.Error(w, "URL signature expired", 403) },
+		"graph down": {func(w http.ResponseWriter, _ string) { http.Error(w, "oops", http.StatusServiceUnavailable) }, serveFile, sdk.KindRetryable, "", 0, 0},
+		"url expired": {lookupOK(""), func(w http.ResponseWriter) { http.Error(w, "URL signature expired", http.StatusForbidden) },
 			sdk.KindRetryable, "", 0, 1},
 		"download token refused": {lookupOK(""), func(w http.ResponseWriter) {
 			graphJSON(w, 401, `{"error":{"message":"Invalid OAuth access token","type":"OAuthException","code":190}}`)
