@@ -213,6 +213,8 @@ func TestLinkedDeviceReactions(t *testing.T) {
 	for name, bad := range map[string]SendRequest{
 		"no message":   {TenantID: "ten_1", ConnectionID: "con_1", To: "+393331234567", Kind: KindReaction, IdempotencyKey: "b1"},
 		"a sentence":   react("b2", "this is not one emoji"),
+		"a word":       react("b4", "ok"),
+		"two emoji":    react("b5", "👍👍"),
 		"with a quote": func() SendRequest { q := react("b3", "👍"); q.ReplyTo = "x"; return q }(),
 	} {
 		var inv *InvalidError

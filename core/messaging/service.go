@@ -20,6 +20,7 @@ import (
 	"github.com/ponte-hub/ponte/core/invoke"
 	"github.com/ponte-hub/ponte/core/store"
 	"github.com/ponte-hub/ponte/plugins/sdk"
+	"github.com/ponte-hub/ponte/plugins/sdk/whatsapp"
 )
 
 // Connector is the connector whose connections messaging sends through.
@@ -332,7 +333,7 @@ func validate(req *SendRequest) error {
 			return bad("reaction.message_id", "is required for a reaction")
 		case len(r.MessageID) > 128:
 			return bad("reaction.message_id", "is longer than 128 bytes")
-		case utf8.RuneCountInString(r.Emoji) > 16: // the longest emoji (ZWJ sequences with skin tones) are 10 code points; the connectors check it is one
+		case r.Emoji != "" && !whatsapp.IsEmoji(r.Emoji):
 			return bad("reaction.emoji", "must be one emoji (or empty to remove the reaction)")
 		case req.ReplyTo != "":
 			return bad("reply_to", "a reaction cannot quote a message")

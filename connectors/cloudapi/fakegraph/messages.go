@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/ponte-hub/ponte/plugins/sdk/whatsapp"
 )
 
 // graphError is an error the fake answers with, as Graph shapes it.
@@ -310,7 +312,7 @@ func (s *Server) validate(num *number, m *inMessage) (string, *template, *graphE
 		if m.Reaction.Emoji == nil {
 			return fail(missing("reaction.emoji"))
 		}
-		if e := *m.Reaction.Emoji; e != "" && !oneEmoji(e) {
+		if e := *m.Reaction.Emoji; e != "" && !whatsapp.IsEmoji(e) {
 			return fail(badValue("reaction.emoji must be a single emoji, or empty to remove the reaction"))
 		}
 		if m.Context != nil {
@@ -601,59 +603,4 @@ func (s *Server) validateTemplateSend(num *number, t *inTemplate) (string, *temp
 		text = strings.ReplaceAll(text, "{{"+strconv.Itoa(i+1)+"}}", v.Text)
 	}
 	return text, &cp, nil
-}
-
-// oneEmoji reports whether s is one emoji as Unicode TS #51 composes them:
-// two regional indicators (a flag); a keycap ([0-9#*], optional U+FE0F,
-// U+20E3); or pictographs, each with an optional variation selector and skin
-// tone, joined by U+200D, the last optionally followed by tag characters up
-// to U+E007F (subdivision flags). Pictographs are taken from the blocks that
-// hold them, since Go's unicode package has no Extended_Pictographic.
-func oneEmoji(s string) bool {
-	rs := []rune(s)
-	if len(rs) == 0 || len(rs) > 10 || !utf8.ValidString(s) {
-		return false
-	}
-	ri := func(r rune) bool { return r >= 0x1F1E6 && r <= 0x1F1FF }
-	if ri(rs[0]) {
-		return len(rs) == 2 && ri(rs[1])
-	}
-	if strings.ContainsRune("0123456789#*", rs[0]) {
-		tail := string(rs[1:])
-		return tail == "\u20E3" || tail == "\uFE0F\u20E3"
-	}
-	pictograph := func(r rune) bool {
-		return (r >= 0x1F000 && r <= 0x1FAFF && !ri(r)) || (r >= 0x1FC00 && r <= 0x1FFFD) ||
-			(r >= 0x2600 && r <= 0x27BF) || (r >= 0x2190 && r <= 0x21FF) || (r >= 0x2300 && r <= 0x23FF) ||
-			(r >= 0x2900 && r <= 0x297F) || (r >= 0x2B00 && r <= 0x2BFF) || (r >= 0x25A0 && r <= 0x25FF) ||
-			strings.ContainsRune("\u00A9\u00AE\u203C\u2049\u2122\u2139\u24C2\u3030\u303D\u3297\u3299", r)
-	}
-	at := func(i int, ok func(rune) bool) bool { return i < len(rs) && ok(rs[i]) }
-	for i := 0; ; i++ {
-		if !at(i, pictograph) {
-			return false
-		}
-		i++
-		if at(i, func(r rune) bool { return r == 0xFE0F || r == 0xFE0E }) {
-			i++
-		}
-		if at(i, func(r rune) bool { return r >= 0x1F3FB && r <= 0x1F3FF }) {
-			i++
-		}
-		if at(i, func(r rune) bool { return r == 0xFE0F }) {
-			i++
-		}
-		if at(i, func(r rune) bool { return r >= 0xE0020 && r <= 0xE007E }) {
-			for at(i, func(r rune) bool { return r >= 0xE0020 && r <= 0xE007E }) {
-				i++
-			}
-			return i == len(rs)-1 && rs[i] == 0xE007F
-		}
-		if i == len(rs) {
-			return true
-		}
-		if rs[i] != 0x200D {
-			return false
-		}
-	}
 }
