@@ -25,6 +25,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/ponte-hub/ponte/plugins/sdk"
+	"github.com/ponte-hub/ponte/plugins/sdk/whatsapp"
 )
 
 // Limits of the actions.
@@ -505,6 +506,11 @@ func (s *session) sendReaction(ctx context.Context, raw json.RawMessage) (any, e
 	var p sendReactionParams
 	if err := decodeParams(raw, &p); err != nil {
 		return nil, err
+	}
+	if p.Emoji != "" && !whatsapp.IsEmoji(p.Emoji) {
+		// WhatsApp shows one emoji under the message; anything else would
+		// show wrong on the phone, or not at all.
+		return nil, sdk.Invalid("emoji must be one emoji, or empty to remove the reaction")
 	}
 	to, err := userJID(p.To)
 	if err != nil {

@@ -483,6 +483,9 @@ func testSends(t *testing.T, p *plugin, conn sdk.Connection) {
 		_, err := p.invoke(t, conn, ActionSendText, map[string]any{"to": bad, "body": "hi", "ledger_id": "msg_bad_lid"})
 		testkit.RequireKind(t, err, sdk.KindInvalid)
 	}
+	// A reaction is one emoji: a word is refused before anything is sent.
+	_, err := p.invoke(t, conn, ActionSendReaction, map[string]any{"to": "+393339990001", "message_id": "M_TEXT", "emoji": "ok", "ledger_id": "msg_bad_emoji"})
+	testkit.RequireKind(t, err, sdk.KindInvalid)
 
 	calls := sentCalls(t, p, conn)[callsBefore:]
 	type brief struct{ Method, To, ID, State string }
