@@ -173,21 +173,16 @@ type response struct {
 	Body   string
 }
 
-// do sends a request; key is a fixture key name, a literal Authorization
-// header value prefixed with "raw:", or "" for none.
-func (f *fixture) do(t *testing.T, method, path, key, body string, headers ...string) response {
+// apiRequest builds a request to the API under test: body, when given, as
+// JSON; key a name in keys (sent as a Bearer key), a literal Authorization
+// value prefixed with "raw:", or "" for none; then header name, value pairs.
+func apiRequest(t *testing.T, keys map[string]string, method, path, key, body string, headers ...string) *http.Request {
 	t.Helper()
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
 	}
 	req := httptest.NewRequest(method, path, r)
-	if strings.HasPrefix(path, "/v1/stream") {
-		// The event stream never ends by itself; let it run briefly.
-		ctx, cancel := context.WithTimeout(req.Context(), 200*time.Millisecond)
-		defer cancel()
-		req = req.WithContext(ctx)
-	}
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
@@ -195,23 +190,45 @@ func (f *fixture) do(t *testing.T, method, path, key, body string, headers ...st
 	case strings.HasPrefix(key, "raw:"):
 		req.Header.Set("Authorization", strings.TrimPrefix(key, "raw:"))
 	case key != "":
-		plain, ok := f.keys[key]
+		plain, ok := keys[key]
 		if !ok {
 			t.Fatalf("no fixture key %q", key)
 		}
 		req.Header.Set("Authorization", "Bearer "+plain)
 	}
-	if method == http.MethodPost && path == "/v1/messages" {
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	return req
+}
+
+// serveFor runs req through h, giving up after d when d > 0 (for streams,
+// which do not end by themselves).
+func serveFor(h http.Handler, req *http.Request, d time.Duration) response {
+	if d > 0 {
+		ctx, cancel := context.WithTimeout(req.Context(), d)
+		defer cancel()
+		req = req.WithContext(ctx)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return response{Code: rec.Code, Header: rec.Header(), Body: rec.Body.String()}
+}
+
+// do sends a request (see apiRequest); the event stream is cut after 200 ms.
+func (f *fixture) do(t *testing.T, method, path, key, body string, headers ...string) response {
+	t.Helper()
+	req := apiRequest(t, f.keys, method, path, key, body, headers...)
+	if _, given := req.Header["Idempotency-Key"]; !given && method == http.MethodPost && path == "/v1/messages" {
 		// POST /v1/messages requires an Idempotency-Key; the route tables
 		// send one like any client. Tests of its absence pass "" explicitly.
 		req.Header.Set("Idempotency-Key", "route-"+newKeySuffix())
 	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
+	var stream time.Duration
+	if strings.HasPrefix(path, "/v1/stream") {
+		stream = 200 * time.Millisecond
 	}
-	rec := httptest.NewRecorder()
-	f.h.ServeHTTP(rec, req)
-	return response{Code: rec.Code, Header: rec.Header(), Body: rec.Body.String()}
+	return serveFor(f.h, req, stream)
 }
 
 // problem checks that r is an RFC 9457 problem with the status and returns it.

@@ -151,14 +151,7 @@ func (r *cloudMediaRig) receive(t *testing.T, from, msgType string, media fakegr
 
 func (r *cloudMediaRig) get(t *testing.T, id, key string, headers ...string) response {
 	t.Helper()
-	req := httptest.NewRequest(http.MethodGet, "/v1/messages/"+id+"/media", nil)
-	req.Header.Set("Authorization", "Bearer "+r.keys[key])
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	rec := httptest.NewRecorder()
-	r.h.ServeHTTP(rec, req)
-	return response{Code: rec.Code, Header: rec.Header(), Body: rec.Body.String()}
+	return serveFor(r.h, apiRequest(t, r.keys, http.MethodGet, "/v1/messages/"+id+"/media", key, "", headers...), 0)
 }
 
 func TestIntegrationMessageMediaCloudAPI(t *testing.T) {

@@ -9,8 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http/httptest"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -325,29 +323,8 @@ func mediaAPI(t *testing.T, st *store.Store, connectors pluginhost.Registry, inv
 	return h
 }
 
-// do sends a request with the fixture key named key; headers are name,
-// value pairs.
+// do sends a request (see apiRequest).
 func (f *mediaFixture) do(t *testing.T, method, path, key, body string, headers ...string) response {
 	t.Helper()
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	req := httptest.NewRequest(method, path, r)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if key != "" {
-		plain, ok := f.keys[key]
-		if !ok {
-			t.Fatalf("no fixture key %q", key)
-		}
-		req.Header.Set("Authorization", "Bearer "+plain)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	rec := httptest.NewRecorder()
-	f.h.ServeHTTP(rec, req)
-	return response{Code: rec.Code, Header: rec.Header(), Body: rec.Body.String()}
+	return serveFor(f.h, apiRequest(t, f.keys, method, path, key, body, headers...), 0)
 }

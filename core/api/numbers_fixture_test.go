@@ -3,10 +3,8 @@ package api_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -175,32 +173,15 @@ func newNumFixture(t *testing.T) *numFixture {
 	return f
 }
 
+// do sends a request (see apiRequest); a pairing stream, which does not end
+// by itself while nothing happens, is cut after 300 ms.
 func (f *numFixture) do(t *testing.T, method, path, key, body string) response {
 	t.Helper()
-	var r io.Reader
-	if body != "" {
-		r = strings.NewReader(body)
-	}
-	req := httptest.NewRequest(method, path, r)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if key != "" {
-		plain, ok := f.keys[key]
-		if !ok {
-			t.Fatalf("no fixture key %q", key)
-		}
-		req.Header.Set("Authorization", "Bearer "+plain)
-	}
+	var stream time.Duration
 	if strings.HasSuffix(path, "/qr") {
-		// A pairing stream does not end by itself while nothing happens.
-		ctx, cancel := context.WithTimeout(req.Context(), 300*time.Millisecond)
-		defer cancel()
-		req = req.WithContext(ctx)
+		stream = 300 * time.Millisecond
 	}
-	rec := httptest.NewRecorder()
-	f.h.ServeHTTP(rec, req)
-	return response{Code: rec.Code, Header: rec.Header(), Body: rec.Body.String()}
+	return serveFor(f.h, apiRequest(t, f.keys, method, path, key, body), stream)
 }
 
 // createLinked adds a linked device to tenant A and returns it.
