@@ -52,8 +52,7 @@ type connectorServer struct {
 }
 
 func (s *connectorServer) Init(ctx context.Context, req *pb.InitRequest) (*pb.InitResponse, error) {
-	hc, err := s.broker.DialWithOptions(req.GetHostServiceBrokerId(),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(wire.MaxMessageSize), grpc.MaxCallSendMsgSize(wire.MaxMessageSize)))
+	hc, err := s.broker.DialWithOptions(req.GetHostServiceBrokerId(), wire.DialOptions()...)
 	if err != nil {
 		return nil, status.Errorf(codes.Unavailable, "dialing the host service: %v", err)
 	}

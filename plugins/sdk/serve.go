@@ -68,8 +68,7 @@ func Serve(factory Factory) {
 			ProtocolVersion: {wire.PluginName: &connectorPlugin{factory: factory}},
 		},
 		GRPCServer: func(opts []grpc.ServerOption) *grpc.Server {
-			opts = append(opts, grpc.MaxRecvMsgSize(wire.MaxMessageSize), grpc.MaxSendMsgSize(wire.MaxMessageSize))
-			return grpc.NewServer(opts...)
+			return grpc.NewServer(append(opts, wire.ServerOptions()...)...)
 		},
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Level:      hlevel,

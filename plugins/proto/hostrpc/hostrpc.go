@@ -53,9 +53,7 @@ func VersionedPlugins() map[int]plugin.PluginSet {
 
 // DialOptions are the gRPC dial options the host uses for plugin connections.
 func DialOptions() []grpc.DialOption {
-	return []grpc.DialOption{
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(MaxMessageSize), grpc.MaxCallSendMsgSize(MaxMessageSize)),
-	}
+	return wire.DialOptions()
 }
 
 // Plugin is the host side of the go-plugin plugin "connector". Dispensing it
@@ -105,8 +103,7 @@ type Client struct {
 func (c *Client) Init(ctx context.Context, host sdk.Host) error {
 	id := c.broker.NextId()
 	go c.broker.AcceptAndServe(id, func(opts []grpc.ServerOption) *grpc.Server {
-		opts = append(opts, grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize))
-		s := grpc.NewServer(opts...)
+		s := grpc.NewServer(append(opts, wire.ServerOptions()...)...)
 		pb.RegisterHostServiceServer(s, &hostServer{host: host})
 		return s
 	})
