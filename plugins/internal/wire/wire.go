@@ -25,12 +25,21 @@ const MaxMessageSize = 32 << 20
 // than the window still goes through; it waits for window updates as usual.
 const flowWindow = 4 << 20
 
+// streamWorkers is how many goroutines serve calls and are kept between
+// calls. By default gRPC starts a fresh goroutine for every call, and a
+// webhook's parsing is deep enough that each of them grows its stack by
+// copying it a few times: under load that was 18% of the Stripe plugin's CPU.
+// Kept workers keep their grown stacks. Calls beyond this many at once still
+// get a goroutine each, as before.
+const streamWorkers = 32
+
 // ServerOptions are the gRPC server options both ends use when serving the
 // other (the plugin serving the connector, the host serving host services).
 func ServerOptions() []grpc.ServerOption {
 	return []grpc.ServerOption{
 		grpc.MaxRecvMsgSize(MaxMessageSize), grpc.MaxSendMsgSize(MaxMessageSize),
 		grpc.InitialWindowSize(flowWindow), grpc.InitialConnWindowSize(flowWindow),
+		grpc.NumStreamWorkers(streamWorkers),
 	}
 }
 
