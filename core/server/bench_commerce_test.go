@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -96,6 +97,7 @@ func BenchmarkOrderConfirmation(b *testing.B) {
 	)
 	busy0, total0 := testenv.CPUTicks(0)
 	serve0, _ := testenv.CPUTicks(serve.cmd.Process.Pid)
+	programs0 := testenv.CPUByProgram()
 	start := time.Now()
 	tick := time.NewTicker(time.Second / time.Duration(rate))
 	for i := range n {
@@ -123,6 +125,7 @@ func BenchmarkOrderConfirmation(b *testing.B) {
 	drained := time.Since(start)
 	busy1, total1 := testenv.CPUTicks(0)
 	serve1, _ := testenv.CPUTicks(serve.cmd.Process.Pid)
+	perOrder := cpuByProgram(programs0, n)
 
 	latencies := make([]time.Duration, 0, n)
 	index := map[string]int{}
@@ -146,13 +149,25 @@ func BenchmarkOrderConfirmation(b *testing.B) {
 	fmt.Printf("order confirmations: %d orders/create webhooks at %d/s for %ds (offered in %v, %d refused)\n"+
 		"  %d confirmations at the fake Graph API after %v\n"+
 		"  webhook -> confirmation accepted by the Graph API: p50 %v, p90 %v, p99 %v, max %v (targets p50 < 300 ms, p99 < 1 s)\n"+
-		"  machine CPU %.0f%% busy, ponte serve %.0f%% of one core\nmachine: %s\n",
+		"  machine CPU %.0f%% busy, ponte serve %.0f%% of one core\n  CPU per order by program (the test binary holds the fakes): %s\nmachine: %s\n",
 		n, rate, seconds, offered.Round(time.Millisecond), refused, len(latencies), drained.Round(time.Millisecond),
 		pct(0.5).Round(time.Millisecond), pct(0.9).Round(time.Millisecond), pct(0.99).Round(time.Millisecond),
 		pct(1).Round(time.Millisecond),
 		100*float64(busy1-busy0)/float64(max(total1-total0, 1)),
-		100*float64(serve1-serve0)/100/drained.Seconds(), machine())
+		100*float64(serve1-serve0)/100/drained.Seconds(), perOrder, machine())
 	if len(latencies) != n {
 		b.Errorf("%d of %d orders confirmed", len(latencies), n)
 	}
+}
+
+// cpuByProgram is what each program on the machine spent per unit of work
+// since the CPUByProgram reading before, for n units, largest first.
+func cpuByProgram(before map[string]int64, n int) string {
+	var parts []string
+	for _, p := range testenv.CPUDelta(before, testenv.CPUByProgram()) {
+		if d := p.Per(n); d >= 10*time.Microsecond {
+			parts = append(parts, fmt.Sprintf("%s %v", p.Program, d.Round(10*time.Microsecond)))
+		}
+	}
+	return strings.Join(parts, ", ")
 }

@@ -218,6 +218,7 @@ SELECT (SELECT count(*) FROM messages WHERE connection_id = $1 AND direction = '
 	serveCPU0, _ := testenv.CPUTicks(serve.cmd.Process.Pid)
 	pluginCPU0, _ := testenv.CPUTicks(pluginPID)
 	machineBusy0, machineTotal0 := testenv.CPUTicks(0)
+	programs0 := testenv.CPUByProgram()
 	b.ResetTimer()
 	for k := 0; k < total; k++ {
 		jobs <- k
@@ -261,6 +262,7 @@ SELECT (SELECT count(*) FROM messages WHERE connection_id = $1 AND direction = '
 	serveCPU1, _ := testenv.CPUTicks(serve.cmd.Process.Pid)
 	pluginCPU1, _ := testenv.CPUTicks(pluginPID)
 	machineBusy1, machineTotal1 := testenv.CPUTicks(0)
+	perProgram := cpuByProgram(programs0, total)
 	cpuPerMessage := func(ticks int64) time.Duration {
 		return time.Duration(float64(ticks) / testenv.TicksPerSecond / float64(total) * float64(time.Second))
 	}
@@ -290,12 +292,13 @@ SELECT (SELECT count(*) FROM messages WHERE connection_id = $1 AND direction = '
 		"statuses %v; accepted %.0f/s; latency from scheduled send p50 %s p90 %s p99 %s max %s; generator late (>10ms) %d\n"+
 		"stored events %d; applied when the load ended %d; all applied (%d messages, %d contacts, %d conversations) %s after the last webhook; "+
 		"apply rate over the run %.0f/s\n"+
-		"CPU per message (accept and apply): ponte serve %s, cloudapi plugin %s; machine busy %.0f%% until drained\nmachine: %s\n",
+		"CPU per message (accept and apply): ponte serve %s, cloudapi plugin %s; machine busy %.0f%% until drained\n"+
+		"CPU per message by program (server.test is the load generator): %s\nmachine: %s\n",
 		total, rate, seconds, conns, statuses, float64(ok)/elapsed.Seconds(),
 		pct(0.50), pct(0.90), pct(0.99), lat[len(lat)-1], late.Load(),
 		stored, appliedAtEnd, messages, contacts, conversations, drain.Round(time.Millisecond), applyRate,
 		cpuPerMessage(serveCPU1-serveCPU0), cpuPerMessage(pluginCPU1-pluginCPU0),
-		100*float64(machineBusy1-machineBusy0)/float64(max(1, machineTotal1-machineTotal0)), machine())
+		100*float64(machineBusy1-machineBusy0)/float64(max(1, machineTotal1-machineTotal0)), perProgram, machine())
 	if ok != total || stored != total || messages != total {
 		b.Errorf("non-200 %d, stored %d of %d events, applied %d messages", total-ok, stored, total, messages)
 	}

@@ -162,6 +162,7 @@ func BenchmarkIngressStripe(b *testing.B) {
 	pluginCPU0, _ := testenv.CPUTicks(stripePID)
 	generatorCPU0, _ := testenv.CPUTicks(os.Getpid())
 	machineBusy0, machineTotal0 := testenv.CPUTicks(0)
+	programs0 := testenv.CPUByProgram()
 	b.ResetTimer()
 	for k := 0; k < total; k++ {
 		jobs <- k
@@ -174,6 +175,7 @@ func BenchmarkIngressStripe(b *testing.B) {
 	pluginCPU1, _ := testenv.CPUTicks(stripePID)
 	generatorCPU1, _ := testenv.CPUTicks(os.Getpid())
 	machineBusy1, machineTotal1 := testenv.CPUTicks(0)
+	perProgram := cpuByProgram(programs0, total)
 	cpuPerRequest := func(ticks int64) time.Duration {
 		return time.Duration(float64(ticks) / testenv.TicksPerSecond / float64(total) * float64(time.Second))
 	}
@@ -213,11 +215,12 @@ func BenchmarkIngressStripe(b *testing.B) {
 	fmt.Printf("ingress: %d requests (%d events, each sent twice) at %d req/s for %ds, %d connections; "+
 		"statuses %v; accepted %.0f/s; latency from scheduled send p50 %s p90 %s p99 %s max %s; "+
 		"%d stored rows, %d lost, %d duplicated; generator late (>10ms) %d\n"+
-		"CPU per request: ponte serve %s, stripe plugin %s, load generator %s; machine busy %.0f%% during the run\nmachine: %s\n",
+		"CPU per request: ponte serve %s, stripe plugin %s, load generator %s; machine busy %.0f%% during the run\n"+
+		"CPU per request by program (server.test is the load generator): %s\nmachine: %s\n",
 		total, len(unique), rate, seconds, conns, statuses, float64(ok)/elapsed.Seconds(),
 		pct(0.50), pct(0.90), pct(0.99), lat[len(lat)-1], rows, lost, duplicated, late.Load(),
 		cpuPerRequest(serveCPU1-serveCPU0), cpuPerRequest(pluginCPU1-pluginCPU0), cpuPerRequest(generatorCPU1-generatorCPU0),
-		100*float64(machineBusy1-machineBusy0)/float64(max(1, machineTotal1-machineTotal0)), machine())
+		100*float64(machineBusy1-machineBusy0)/float64(max(1, machineTotal1-machineTotal0)), perProgram, machine())
 	if os.Getenv("PONTE_BENCH_METRICS") != "" {
 		// The server's own view: time inside the handler and per group
 		// commit, to tell queueing in front of the server from time in it.
