@@ -180,17 +180,26 @@ var (
 // ledger row (the row with our fresh id exists), so a redelivery changes
 // nothing. pg_notify is transactional: listeners hear it at commit, never
 // for a rolled-back message. $1 message id, $2 tenant, $3 unread increment.
+//
+// Both rows are found by primary key alone. With "m.tenant_id = $2" next to
+// "m.id = $1", a plan prepared while the tables were still empty (a new
+// installation's first minute, before autovacuum's first ANALYZE) could use
+// the (tenant_id, idempotency_key) index instead of the key: a scan of every
+// message of the tenant, one per inbound message, which made applying
+// O(messages) and cost 170 buffer reads a message at 5,000 messages. The id
+// is ours, fresh in this transaction and written with tenant $2, so the
+// tenant check moves to the notification, where no index can be chosen for
+// it (TestIntegrationApplyInboundPlansUseKeys).
 const countSQL = `
 WITH u AS (
 	UPDATE conversations cv SET unread_count = cv.unread_count + $3::int, updated_at = now()
-	FROM messages m
-	WHERE m.id = $1 AND m.tenant_id = $2 AND cv.id = m.conversation_id
+	WHERE cv.id = (SELECT m.conversation_id FROM messages m WHERE m.id = $1)
 	RETURNING cv.id, cv.tenant_id, cv.assignee_id
 )
 SELECT pg_notify('` + NotifyChannel + `', json_build_object(
 	'tenant_id', u.tenant_id, 'conversation_id', u.id, 'message_id', $1::text,
 	'kind', 'message', 'assignee_id', u.assignee_id)::text)
-FROM u`
+FROM u WHERE u.tenant_id = $2`
 
 // ApplyInbound stores an inbound message event: the contact (created by
 // phone, WhatsApp id recorded, profile name set when the contact has none;
