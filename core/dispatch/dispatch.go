@@ -10,7 +10,10 @@
 // worker process) run safely at once: each claims a batch with FOR UPDATE SKIP
 // LOCKED in a short transaction that also leases the rows (pushes
 // next_attempt_at into the future), so no transaction stays open while
-// Temporal is called, and a crashed dispatcher's claim simply expires.
+// Temporal is called, and a crashed dispatcher's claim simply expires. The
+// lease is short (20 s) and renewed while a batch is being delivered, so
+// events a killed process had claimed are delivered again within the lease,
+// and a slow batch keeps its events however long it takes.
 package dispatch
 
 import (
@@ -154,7 +157,9 @@ type Config struct {
 	// (default 1s); it also bounds how late a retry's due time is noticed.
 	PollInterval time.Duration
 	// Lease is how long a claimed event is reserved for this dispatcher
-	// (default 1m). It must exceed the time a batch takes to deliver.
+	// (default 20s): how long events a crashed process had claimed wait
+	// before another dispatcher takes them. It is renewed every third of
+	// itself while the batch is delivered, so it need not cover a batch.
 	Lease time.Duration
 	// DeliveryTimeout bounds one event's deliveries (default 15s).
 	DeliveryTimeout time.Duration
@@ -191,7 +196,7 @@ func New(cfg Config) (*Dispatcher, error) {
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, 100)
 	cfg.Concurrency = cmp.Or(cfg.Concurrency, 8)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, time.Second)
-	cfg.Lease = cmp.Or(cfg.Lease, time.Minute)
+	cfg.Lease = cmp.Or(cfg.Lease, 20*time.Second)
 	cfg.DeliveryTimeout = cmp.Or(cfg.DeliveryTimeout, 15*time.Second)
 	cfg.MaxYield = cmp.Or(cfg.MaxYield, time.Second)
 	cfg.BaseBackoff = cmp.Or(cfg.BaseBackoff, time.Second)
@@ -317,6 +322,11 @@ SET dispatch_attempts = e.dispatch_attempts + 1,
 FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(id, delay_ms, err)
 WHERE e.id = u.id AND e.dispatched_at IS NULL`
 
+// renewLease pushes the lease of claimed events that are still undelivered.
+const renewLease = `
+UPDATE events SET next_attempt_at = now() + $2::bigint * interval '1 millisecond'
+WHERE id = ANY($1) AND dispatched_at IS NULL`
+
 // yieldPoll is how often a dispatcher giving way asks Yield again.
 const yieldPoll = 10 * time.Millisecond
 
@@ -372,6 +382,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, limit int) (int, error) {
 		return 0, nil
 	}
 
+	stopRenewing := d.renewWhileDelivering(ctx, events)
 	outcomes := make([]outcome, len(events))
 	sem := make(chan struct{}, d.cfg.Concurrency)
 	var wg sync.WaitGroup
@@ -384,6 +395,7 @@ func (d *Dispatcher) dispatch(ctx context.Context, limit int) (int, error) {
 		}()
 	}
 	wg.Wait()
+	stopRenewing()
 
 	var doneIDs, retryIDs, delays []int64
 	var notes, errs []string
@@ -417,6 +429,44 @@ func (d *Dispatcher) dispatch(ctx context.Context, limit int) (int, error) {
 		}
 	}
 	return len(events), nil
+}
+
+// renewWhileDelivering renews the lease of a claimed batch every third of the
+// lease until the returned function is called; that function returns once no
+// renewal is running, so the outcomes written after it are never overwritten
+// by a late renewal. A failed renewal is logged and tried again at the next
+// tick: at worst another dispatcher delivers an event twice, which delivery
+// tolerates.
+func (d *Dispatcher) renewWhileDelivering(ctx context.Context, events []Event) (stop func()) {
+	ids := make([]int64, len(events))
+	for i, ev := range events {
+		ids[i] = ev.ID
+	}
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(d.cfg.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			rctx, cancel := context.WithTimeout(ctx, d.cfg.Lease/3)
+			_, err := d.cfg.Pool.Exec(rctx, renewLease, ids, d.cfg.Lease.Milliseconds())
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				d.log.Warn("dispatch: renewing the lease of a batch being delivered", "events", len(ids), "error", err)
+			}
+		}
+	})
+	return func() {
+		close(done)
+		wg.Wait()
+	}
 }
 
 type outcome struct {

@@ -495,3 +495,94 @@ NOTIFY `+NotifyChannel); err != nil {
 		}
 	}
 }
+
+// TestIntegrationDispatchLease: a batch that takes longer than the lease to
+// deliver keeps its events (the lease is renewed meanwhile, so a second
+// dispatcher claims nothing), and events whose dispatcher died holding them
+// are claimed again once the lease runs out, not before.
+func TestIntegrationDispatchLease(t *testing.T) {
+	t.Parallel()
+	pool := newDB(t)
+	ctx := context.Background()
+	const lease = 600 * time.Millisecond
+
+	release := make(chan struct{})
+	var delivered atomic.Int32
+	slow := RouterFunc(func(ctx context.Context, ev Event) ([]Delivery, error) {
+		return []Delivery{{Apply: func(ctx context.Context) error {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			delivered.Add(1)
+			return nil
+		}}}, nil
+	})
+	fast := RouterFunc(func(context.Context, Event) ([]Delivery, error) {
+		return []Delivery{{Apply: func(context.Context) error { return nil }}}, nil
+	})
+	newDispatcher := func(r Router) *Dispatcher {
+		d, err := New(Config{Pool: pool, Router: r, Temporal: &fakeTemporal{}, Lease: lease, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	slowD, other := newDispatcher(slow), newDispatcher(fast)
+
+	insertEvents(t, pool, 3, func(int) string { return `{}` })
+	claimed := make(chan int, 1)
+	go func() {
+		n, err := slowD.DispatchOnce(ctx)
+		if err != nil {
+			t.Errorf("slow DispatchOnce: %v", err)
+		}
+		claimed <- n
+	}()
+	waitFor(t, 5*time.Second, "the slow dispatcher to claim", func() bool {
+		var leased int
+		_ = pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE next_attempt_at > now()`).Scan(&leased)
+		return leased == 3
+	})
+	// Three leases long: without renewal the events would be claimable.
+	for end := time.Now().Add(3 * lease); time.Now().Before(end); time.Sleep(lease / 4) {
+		if n, err := other.DispatchOnce(ctx); err != nil || n != 0 {
+			t.Fatalf("another dispatcher claimed %d events of a batch still being delivered (%v)", n, err)
+		}
+	}
+	close(release)
+	if n := <-claimed; n != 3 || delivered.Load() != 3 {
+		t.Fatalf("slow batch claimed %d, delivered %d; want 3 and 3", n, delivered.Load())
+	}
+	for id, s := range states(t, pool) {
+		if !s.Dispatched || s.Attempts != 0 {
+			t.Errorf("event %d after the slow batch: %+v", id, s)
+		}
+	}
+
+	// A dispatcher that dies holding a claim: the claim is the lease alone.
+	ids := insertEvents(t, pool, 2, func(int) string { return `{}` })
+	rows, err := pool.Query(ctx, claimEvents, 10, lease.Milliseconds())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows.Close()
+	claimedAt := time.Now()
+	if n, err := other.DispatchOnce(ctx); err != nil || n != 0 {
+		t.Fatalf("claimed %d leased events before the lease ran out (%v)", n, err)
+	}
+	waitFor(t, 5*time.Second, "the abandoned claim to be taken again", func() bool {
+		n, err := other.DispatchOnce(ctx)
+		return err == nil && n == 2
+	})
+	if took := time.Since(claimedAt); took < lease {
+		t.Errorf("abandoned events taken again after %v, before the %v lease", took, lease)
+	}
+	st := states(t, pool)
+	for _, id := range ids {
+		if !st[id].Dispatched {
+			t.Errorf("abandoned event %d not dispatched: %+v", id, st[id])
+		}
+	}
+}

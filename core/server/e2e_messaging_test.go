@@ -447,8 +447,8 @@ func TestIntegrationSendSurvivesServeKill(t *testing.T) {
 	if st := fake.WebhookStats(); st.GivenUp > 0 {
 		t.Fatalf("the fake gave up on %d webhooks: %+v", st.GivenUp, st)
 	}
-	// Events the killed process had claimed wait for their lease (a
-	// minute) to expire before the new dispatcher takes them.
+	// Events the killed process had claimed wait for their lease (20 s)
+	// to expire before the new dispatcher takes them.
 	eventually(t, 2*time.Minute, func() bool { return pendingEvents(t, pool) == 0 },
 		func() string {
 			return fmt.Sprintf("%d events still waiting for the dispatcher", pendingEvents(t, pool))
