@@ -96,6 +96,7 @@ func BenchmarkOrderConfirmation(b *testing.B) {
 		refused int
 	)
 	busy0, total0 := testenv.CPUTicks(0)
+	steal0, _ := testenv.CPUSteal()
 	serve0, _ := testenv.CPUTicks(serve.cmd.Process.Pid)
 	programs0 := testenv.CPUByProgram()
 	start := time.Now()
@@ -124,6 +125,7 @@ func BenchmarkOrderConfirmation(b *testing.B) {
 	}
 	drained := time.Since(start)
 	busy1, total1 := testenv.CPUTicks(0)
+	steal1, _ := testenv.CPUSteal()
 	serve1, _ := testenv.CPUTicks(serve.cmd.Process.Pid)
 	perOrder := cpuByProgram(programs0, n)
 
@@ -149,11 +151,11 @@ func BenchmarkOrderConfirmation(b *testing.B) {
 	fmt.Printf("order confirmations: %d orders/create webhooks at %d/s for %ds (offered in %v, %d refused)\n"+
 		"  %d confirmations at the fake Graph API after %v\n"+
 		"  webhook -> confirmation accepted by the Graph API: p50 %v, p90 %v, p99 %v, max %v (targets p50 < 300 ms, p99 < 1 s)\n"+
-		"  machine CPU %.0f%% busy, ponte serve %.0f%% of one core\n  CPU per order by program (the test binary holds the fakes): %s\nmachine: %s\n",
+		"  machine CPU %.0f%% busy, hypervisor steal %.0f%%, ponte serve %.0f%% of one core\n  CPU per order by program (the test binary holds the fakes): %s\nmachine: %s\n",
 		n, rate, seconds, offered.Round(time.Millisecond), refused, len(latencies), drained.Round(time.Millisecond),
 		pct(0.5).Round(time.Millisecond), pct(0.9).Round(time.Millisecond), pct(0.99).Round(time.Millisecond),
 		pct(1).Round(time.Millisecond),
-		100*float64(busy1-busy0)/float64(max(total1-total0, 1)),
+		100*float64(busy1-busy0)/float64(max(total1-total0, 1)), 100*float64(steal1-steal0)/float64(max(total1-total0, 1)),
 		100*float64(serve1-serve0)/100/drained.Seconds(), perOrder, machine())
 	if len(latencies) != n {
 		b.Errorf("%d of %d orders confirmed", len(latencies), n)

@@ -5,14 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,14 +132,15 @@ func BenchmarkInboundMessages(b *testing.B) {
 		deliveries[i] = delivery{body: body, sig: sig}
 	}
 
-	transport := &http.Transport{
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
-		MaxConnsPerHost:     conns,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+	gen, err := newLoadGen(webhookURL, rate, conns, func(k int, headers []byte) ([]byte, []byte) {
+		d := deliveries[k]
+		headers = append(headers, "X-Hub-Signature-256: "...)
+		headers = append(headers, d.sig...)
+		return append(headers, "\r\nContent-Type: application/json\r\n"...), d.body
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
-	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
-
 	db, err := pgx.Connect(context.Background(), in.dbURL)
 	if err != nil {
 		b.Fatal(err)
@@ -161,38 +159,6 @@ SELECT (SELECT count(*) FROM messages WHERE connection_id = $1 AND direction = '
 		return messages, contacts, conversations
 	}
 
-	type result struct {
-		latency time.Duration
-		status  int
-	}
-	results := make([]result, total)
-	jobs := make(chan int, total)
-	var wg sync.WaitGroup
-	start := time.Now()
-	interval := time.Second / time.Duration(rate)
-	var late atomic.Int64
-	for w := 0; w < conns; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range jobs {
-				d := deliveries[k]
-				due := start.Add(time.Duration(k) * interval)
-				if wait := time.Until(due); wait > 0 {
-					time.Sleep(wait)
-				} else if -wait > 10*time.Millisecond {
-					late.Add(1)
-				}
-				status, err := postWebhook(client, webhookURL, map[string]string{
-					"X-Hub-Signature-256": d.sig, "Content-Type": "application/json",
-				}, d.body)
-				if err != nil {
-					status = -1
-				}
-				results[k] = result{latency: time.Since(due), status: status}
-			}
-		}()
-	}
 	profiled := make(chan struct{})
 	if profileDir != "" {
 		go func() {
@@ -218,13 +184,11 @@ SELECT (SELECT count(*) FROM messages WHERE connection_id = $1 AND direction = '
 	serveCPU0, _ := testenv.CPUTicks(serve.cmd.Process.Pid)
 	pluginCPU0, _ := testenv.CPUTicks(pluginPID)
 	machineBusy0, machineTotal0 := testenv.CPUTicks(0)
+	steal0, _ := testenv.CPUSteal()
 	programs0 := testenv.CPUByProgram()
 	b.ResetTimer()
-	for k := 0; k < total; k++ {
-		jobs <- k
-	}
-	close(jobs)
-	wg.Wait()
+	start := time.Now()
+	results, late := gen.run(total)
 	sent := time.Now()
 	elapsed := sent.Sub(start)
 	appliedAtEnd, _, _ := applied()
@@ -265,6 +229,7 @@ SELECT (SELECT count(*) FROM messages WHERE connection_id = $1 AND direction = '
 	serveCPU1, _ := testenv.CPUTicks(serve.cmd.Process.Pid)
 	pluginCPU1, _ := testenv.CPUTicks(pluginPID)
 	machineBusy1, machineTotal1 := testenv.CPUTicks(0)
+	steal1, _ := testenv.CPUSteal()
 	perProgram := cpuByProgram(programs0, total)
 	cpuPerMessage := func(ticks int64) time.Duration {
 		return time.Duration(float64(ticks) / testenv.TicksPerSecond / float64(total) * float64(time.Second))
@@ -295,13 +260,13 @@ SELECT (SELECT count(*) FROM messages WHERE connection_id = $1 AND direction = '
 		"statuses %v; accepted %.0f/s; latency from scheduled send p50 %s p90 %s p99 %s max %s; generator late (>10ms) %d\n"+
 		"stored events %d; applied when the load ended %d; all applied (%d messages, %d contacts, %d conversations) %s after the last webhook; "+
 		"apply rate over the run %.0f/s\n"+
-		"CPU per message (accept and apply): ponte serve %s, cloudapi plugin %s; machine busy %.0f%% until drained\n"+
+		"CPU per message (accept and apply): ponte serve %s, cloudapi plugin %s; machine busy %.0f%%, hypervisor steal %.0f%% until drained\n"+
 		"CPU per message by program (server.test is the load generator): %s\nmachine: %s\n",
 		total, rate, seconds, conns, statuses, float64(ok)/elapsed.Seconds(),
-		pct(0.50), pct(0.90), pct(0.99), lat[len(lat)-1], late.Load(),
+		pct(0.50), pct(0.90), pct(0.99), lat[len(lat)-1], late,
 		stored, appliedAtEnd, messages, contacts, conversations, drain.Round(time.Millisecond), applyRate,
 		cpuPerMessage(serveCPU1-serveCPU0), cpuPerMessage(pluginCPU1-pluginCPU0),
-		100*float64(machineBusy1-machineBusy0)/float64(max(1, machineTotal1-machineTotal0)), perProgram, machine())
+		100*float64(machineBusy1-machineBusy0)/float64(max(1, machineTotal1-machineTotal0)), 100*float64(steal1-steal0)/float64(max(1, machineTotal1-machineTotal0)), perProgram, machine())
 	if ok != total || stored != total || messages != total {
 		b.Errorf("non-200 %d, stored %d of %d events, applied %d messages", total-ok, stored, total, messages)
 	}

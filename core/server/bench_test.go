@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -12,8 +11,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -99,45 +96,14 @@ func BenchmarkIngressStripe(b *testing.B) {
 	// order, so the duplicate often races the original into the same batch.
 	schedule := func(k int) delivery { return unique[k/2] }
 
-	transport := &http.Transport{
-		MaxIdleConns:        conns,
-		MaxIdleConnsPerHost: conns,
-		MaxConnsPerHost:     conns,
-		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-	}
-	client := &http.Client{Transport: transport, Timeout: 30 * time.Second}
-
-	type result struct {
-		latency time.Duration
-		status  int
-	}
-	results := make([]result, total)
-	jobs := make(chan int, total)
-	var wg sync.WaitGroup
-	start := time.Now()
-	interval := time.Second / time.Duration(rate)
-	var late atomic.Int64
-	for w := 0; w < conns; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for k := range jobs {
-				d := schedule(k)
-				due := start.Add(time.Duration(k) * interval)
-				if wait := time.Until(due); wait > 0 {
-					time.Sleep(wait)
-				} else if -wait > 10*time.Millisecond {
-					late.Add(1)
-				}
-				status, err := postWebhook(client, webhookURL, map[string]string{
-					"Stripe-Signature": d.sig, "Content-Type": "application/json",
-				}, d.body)
-				if err != nil {
-					status = -1
-				}
-				results[k] = result{latency: time.Since(due), status: status}
-			}
-		}()
+	gen, err := newLoadGen(webhookURL, rate, conns, func(k int, headers []byte) ([]byte, []byte) {
+		d := schedule(k)
+		headers = append(headers, "Stripe-Signature: "...)
+		headers = append(headers, d.sig...)
+		return append(headers, "\r\nContent-Type: application/json\r\n"...), d.body
+	})
+	if err != nil {
+		b.Fatal(err)
 	}
 	if profileDir != "" {
 		go func() {
@@ -162,19 +128,18 @@ func BenchmarkIngressStripe(b *testing.B) {
 	pluginCPU0, _ := testenv.CPUTicks(stripePID)
 	generatorCPU0, _ := testenv.CPUTicks(os.Getpid())
 	machineBusy0, machineTotal0 := testenv.CPUTicks(0)
+	steal0, _ := testenv.CPUSteal()
 	programs0 := testenv.CPUByProgram()
 	b.ResetTimer()
-	for k := 0; k < total; k++ {
-		jobs <- k
-	}
-	close(jobs)
-	wg.Wait()
+	start := time.Now()
+	results, late := gen.run(total)
 	elapsed := time.Since(start)
 	b.StopTimer()
 	serveCPU1, _ := testenv.CPUTicks(serve.cmd.Process.Pid)
 	pluginCPU1, _ := testenv.CPUTicks(stripePID)
 	generatorCPU1, _ := testenv.CPUTicks(os.Getpid())
 	machineBusy1, machineTotal1 := testenv.CPUTicks(0)
+	steal1, _ := testenv.CPUSteal()
 	perProgram := cpuByProgram(programs0, total)
 	cpuPerRequest := func(ticks int64) time.Duration {
 		return time.Duration(float64(ticks) / testenv.TicksPerSecond / float64(total) * float64(time.Second))
@@ -215,12 +180,12 @@ func BenchmarkIngressStripe(b *testing.B) {
 	fmt.Printf("ingress: %d requests (%d events, each sent twice) at %d req/s for %ds, %d connections; "+
 		"statuses %v; accepted %.0f/s; latency from scheduled send p50 %s p90 %s p99 %s max %s; "+
 		"%d stored rows, %d lost, %d duplicated; generator late (>10ms) %d\n"+
-		"CPU per request: ponte serve %s, stripe plugin %s, load generator %s; machine busy %.0f%% during the run\n"+
+		"CPU per request: ponte serve %s, stripe plugin %s, load generator %s; machine busy %.0f%%, hypervisor steal %.0f%% during the run\n"+
 		"CPU per request by program (server.test is the load generator): %s\nmachine: %s\n",
 		total, len(unique), rate, seconds, conns, statuses, float64(ok)/elapsed.Seconds(),
-		pct(0.50), pct(0.90), pct(0.99), lat[len(lat)-1], rows, lost, duplicated, late.Load(),
+		pct(0.50), pct(0.90), pct(0.99), lat[len(lat)-1], rows, lost, duplicated, late,
 		cpuPerRequest(serveCPU1-serveCPU0), cpuPerRequest(pluginCPU1-pluginCPU0), cpuPerRequest(generatorCPU1-generatorCPU0),
-		100*float64(machineBusy1-machineBusy0)/float64(max(1, machineTotal1-machineTotal0)), perProgram, machine())
+		100*float64(machineBusy1-machineBusy0)/float64(max(1, machineTotal1-machineTotal0)), 100*float64(steal1-steal0)/float64(max(1, machineTotal1-machineTotal0)), perProgram, machine())
 	if os.Getenv("PONTE_BENCH_METRICS") != "" {
 		// The server's own view: time inside the handler and per group
 		// commit, to tell queueing in front of the server from time in it.

@@ -40,3 +40,11 @@ func TestCPUByProgramCountsThisProcess(t *testing.T) {
 		t.Errorf("CPUByProgram has %d ticks for this test binary %s, want some", got, filepath.Base(self))
 	}
 }
+
+func TestCPUSteal(t *testing.T) {
+	steal, total := CPUSteal()
+	busy, all := CPUTicks(0)
+	if total <= 0 || steal < 0 || steal > total || total != all || busy > total-steal {
+		t.Errorf("CPUSteal = %d of %d; CPUTicks(0) = %d busy of %d", steal, total, busy, all)
+	}
+}
