@@ -43,8 +43,7 @@ func TestCPUByProgramCountsThisProcess(t *testing.T) {
 
 func TestCPUSteal(t *testing.T) {
 	steal, total := CPUSteal()
-	busy, all := CPUTicks(0)
-	if total <= 0 || steal < 0 || steal > total || total != all || busy > total-steal {
-		t.Errorf("CPUSteal = %d of %d; CPUTicks(0) = %d busy of %d", steal, total, busy, all)
+	if total <= 0 || steal < 0 || steal > total {
+		t.Errorf("CPUSteal = %d of %d ticks", steal, total)
 	}
 }
