@@ -21,20 +21,10 @@ const TicksPerSecond = 100
 // tick. Both are 0 when /proc cannot be read.
 func CPUTicks(pid int) (busy, total int64) {
 	if pid == 0 {
-		b, err := os.ReadFile("/proc/stat")
-		if err != nil {
-			return 0, 0
-		}
-		// cpu user nice system idle iowait irq softirq steal guest guest_nice;
-		// guest time is already counted in user.
-		fields := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1:]
-		for i, f := range fields {
-			if i > 7 {
-				break
-			}
-			v, _ := strconv.ParseInt(f, 10, 64)
+		m := machineTicks()
+		for i, v := range m {
 			total += v
-			if i != 3 && i != 4 && i != 7 {
+			if i != statIdle && i != statIOWait && i != statSteal {
 				busy += v
 			}
 		}
@@ -56,22 +46,32 @@ func CPUTicks(pid int) (busy, total int64) {
 // shared VM it says how much of a run's wall time the machine did not have:
 // at 40% steal two cores are worth about 1.2.
 func CPUSteal() (steal, total int64) {
+	m := machineTicks()
+	for _, v := range m {
+		total += v
+	}
+	return m[statSteal], total
+}
+
+// The first eight columns of /proc/stat's "cpu" line: user nice system idle
+// iowait irq softirq steal (guest time, after them, is already in user).
+const (
+	statIdle   = 3
+	statIOWait = 4
+	statSteal  = 7
+)
+
+// machineTicks reads those eight columns; all zero when /proc cannot be read.
+func machineTicks() (ticks [8]int64) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
-		return 0, 0
+		return ticks
 	}
 	fields := strings.Fields(strings.SplitN(string(b), "\n", 2)[0])[1:]
-	for i, f := range fields {
-		if i > 7 {
-			break
-		}
-		v, _ := strconv.ParseInt(f, 10, 64)
-		total += v
-		if i == 7 {
-			steal = v
-		}
+	for i := 0; i < len(ticks) && i < len(fields); i++ {
+		ticks[i], _ = strconv.ParseInt(fields[i], 10, 64)
 	}
-	return steal, total
+	return ticks
 }
 
 // CPUByProgram reads the user + system time, in ticks, of every process on
