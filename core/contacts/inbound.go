@@ -181,25 +181,23 @@ var (
 // nothing. pg_notify is transactional: listeners hear it at commit, never
 // for a rolled-back message. $1 message id, $2 tenant, $3 unread increment.
 //
-// Both rows are found by primary key alone. With "m.tenant_id = $2" next to
-// "m.id = $1", a plan prepared while the tables were still empty (a new
-// installation's first minute, before autovacuum's first ANALYZE) could use
-// the (tenant_id, idempotency_key) index instead of the key: a scan of every
-// message of the tenant, one per inbound message, which made applying
-// O(messages) and cost 170 buffer reads a message at 5,000 messages. The id
-// is ours, fresh in this transaction and written with tenant $2, so the
-// tenant check moves to the notification, where no index can be chosen for
-// it (TestIntegrationApplyInboundPlansUseKeys).
+// Both rows are found by primary key alone, the tenant compared with IS NOT
+// DISTINCT FROM, which no index serves. With "m.tenant_id = $2", a plan
+// prepared while the tables were still empty (a new installation, before
+// autovacuum's first ANALYZE) could take the (tenant_id, idempotency_key)
+// index instead of the key: a scan of every message of the tenant for each
+// inbound message, 170 buffers a message at 5,000 messages
+// (TestIntegrationApplyInboundPlansUseKeys).
 const countSQL = `
 WITH u AS (
 	UPDATE conversations cv SET unread_count = cv.unread_count + $3::int, updated_at = now()
-	WHERE cv.id = (SELECT m.conversation_id FROM messages m WHERE m.id = $1)
+	WHERE cv.id = (SELECT m.conversation_id FROM messages m WHERE m.id = $1 AND m.tenant_id IS NOT DISTINCT FROM $2)
 	RETURNING cv.id, cv.tenant_id, cv.assignee_id
 )
 SELECT pg_notify('` + NotifyChannel + `', json_build_object(
 	'tenant_id', u.tenant_id, 'conversation_id', u.id, 'message_id', $1::text,
 	'kind', 'message', 'assignee_id', u.assignee_id)::text)
-FROM u WHERE u.tenant_id = $2`
+FROM u`
 
 // ApplyInbound stores an inbound message event: the contact (created by
 // phone, WhatsApp id recorded, profile name set when the contact has none;

@@ -326,10 +326,12 @@ func TestIntegrationDeferredScheduler(t *testing.T) {
 		Action: consent.ActionOptIn, Source: "api"}); err != nil {
 		t.Fatal(err)
 	}
-	// Quiet hours around the clock but for one minute from now.
+	// Quiet hours from an hour ago until a minute or two from now: the end
+	// is cut to the minute, so two minutes ahead leaves at least one before
+	// the deferred send comes due (one ahead left seconds on a slow run).
 	now := time.Now().UTC()
 	start := now.Add(-time.Hour).Format("15:04")
-	end := now.Add(time.Minute).Format("15:04")
+	end := now.Add(2 * time.Minute).Format("15:04")
 	if _, err := r.pool.Exec(ctx, `INSERT INTO tenant_settings (tenant_id, quiet_hours_start, quiet_hours_end) VALUES ($1, $2, $3)`,
 		r.tenantID, start, end); err != nil {
 		t.Fatal(err)

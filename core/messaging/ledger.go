@@ -42,9 +42,24 @@ func scanMessage(row pgx.Row) (Message, error) {
 	return m, nil
 }
 
+// getSQL and byKeySQL read a tenant's ledger row by id and by idempotency key.
+//
+// A row looked up by id checks its tenant with IS NOT DISTINCT FROM, which
+// no index can serve, so the primary key is the only way any plan can find
+// it. With "tenant_id = $1", a generic plan Postgres made while the table
+// was empty (a new installation, before autovacuum's first ANALYZE) could
+// take the (tenant_id, idempotency_key) index and scan every row of the
+// tenant for each send, and keep doing so until the next ANALYZE
+// (TestIntegrationLedgerPlansUseKeys). Both columns are NOT NULL, so the
+// comparison means "=" here.
+const (
+	getSQL   = `SELECT ` + messageColumns + ` FROM messages WHERE id = $2 AND tenant_id IS NOT DISTINCT FROM $1`
+	byKeySQL = `SELECT ` + messageColumns + ` FROM messages WHERE tenant_id = $1 AND idempotency_key = $2`
+)
+
 // get returns a tenant's message, or ErrNotFound.
 func (l *ledger) get(ctx context.Context, tenantID, id string) (Message, error) {
-	m, err := scanMessage(l.pool.QueryRow(ctx, `SELECT `+messageColumns+` FROM messages WHERE tenant_id = $1 AND id = $2`, tenantID, id))
+	m, err := scanMessage(l.pool.QueryRow(ctx, getSQL, tenantID, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Message{}, ErrNotFound
 	}
@@ -57,7 +72,7 @@ func (l *ledger) get(ctx context.Context, tenantID, id string) (Message, error) 
 // byKey returns the row of a tenant's idempotency key; ok is false when there
 // is none.
 func (l *ledger) byKey(ctx context.Context, tenantID, key string) (m Message, ok bool, err error) {
-	m, err = scanMessage(l.pool.QueryRow(ctx, `SELECT `+messageColumns+` FROM messages WHERE tenant_id = $1 AND idempotency_key = $2`, tenantID, key))
+	m, err = scanMessage(l.pool.QueryRow(ctx, byKeySQL, tenantID, key))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Message{}, false, nil
 	}
@@ -117,7 +132,7 @@ func (l *ledger) inserted(ctx context.Context, m, got Message, err error) (Messa
 func (l *ledger) claim(ctx context.Context, tenantID, id string) (Message, bool, error) {
 	m, err := scanMessage(l.pool.QueryRow(ctx, `
 UPDATE messages SET status = 'sending', status_reason = NULL, deferred_until = NULL, updated_at = now()
-WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'deferred')
+WHERE id = $2 AND tenant_id IS NOT DISTINCT FROM $1 AND status IN ('queued', 'deferred')
 RETURNING `+messageColumns, tenantID, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Message{}, false, nil
@@ -134,7 +149,7 @@ func (l *ledger) settle(ctx context.Context, tenantID, id string, status Status,
 	m, err := scanMessage(l.pool.QueryRow(ctx, `
 UPDATE messages SET status = $3, status_reason = NULLIF($4, ''), error_code = NULLIF($5, ''),
        error_detail = NULLIF($6, ''), deferred_until = $7, updated_at = now()
-WHERE tenant_id = $1 AND id = $2 AND status IN ('queued', 'deferred', 'sending')
+WHERE id = $2 AND tenant_id IS NOT DISTINCT FROM $1 AND status IN ('queued', 'deferred', 'sending')
 RETURNING `+messageColumns, tenantID, id, string(status), reason, code, detail, deferUntil))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return l.get(ctx, tenantID, id)
@@ -161,7 +176,7 @@ SET provider_message_id = COALESCE(provider_message_id, NULLIF($3, '')),
     status_reason = CASE WHEN status IN ('sending', 'unknown') THEN NULL ELSE status_reason END,
     sent_at = COALESCE(sent_at, $4),
     updated_at = now()
-WHERE tenant_id = $1 AND id = $2
+WHERE id = $2 AND tenant_id IS NOT DISTINCT FROM $1
 RETURNING `+messageColumns, tenantID, id, wamid, at))
 	if err != nil {
 		return Message{}, fmt.Errorf("recording message %s as sent: %w", id, err)
@@ -174,7 +189,7 @@ func (l *ledger) markFailed(ctx context.Context, tenantID, id, reason, code, det
 	m, err := scanMessage(l.pool.QueryRow(ctx, `
 UPDATE messages SET status = 'failed', status_reason = $3, error_code = NULLIF($4, ''), error_detail = NULLIF($5, ''),
        failed_at = COALESCE(failed_at, $6), updated_at = now()
-WHERE tenant_id = $1 AND id = $2 AND status IN ('sending', 'unknown')
+WHERE id = $2 AND tenant_id IS NOT DISTINCT FROM $1 AND status IN ('sending', 'unknown')
 RETURNING `+messageColumns, tenantID, id, reason, code, detail, at))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return l.get(ctx, tenantID, id)
@@ -190,7 +205,7 @@ RETURNING `+messageColumns, tenantID, id, reason, code, detail, at))
 func (l *ledger) note(ctx context.Context, tenantID, id, reason, code, detail string) error {
 	_, err := l.pool.Exec(ctx, `
 UPDATE messages SET status_reason = $3, error_code = NULLIF($4, ''), error_detail = NULLIF($5, ''), updated_at = now()
-WHERE tenant_id = $1 AND id = $2 AND status = 'sending'`, tenantID, id, reason, code, detail)
+WHERE id = $2 AND tenant_id IS NOT DISTINCT FROM $1 AND status = 'sending'`, tenantID, id, reason, code, detail)
 	if err != nil {
 		return fmt.Errorf("annotating message %s: %w", id, err)
 	}

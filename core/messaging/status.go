@@ -147,6 +147,23 @@ var ErrNoLedgerRow = errors.New("no ledger row for the status")
 // tools, another integration) and the event is dropped with a reason.
 const unmatchedGrace = 10 * time.Minute
 
+// statusRowColumns are what applying a status reads of the ledger row.
+const statusRowColumns = `id, conversation_id, status, COALESCE(status_reason, ''), COALESCE(error_code, ''),
+        COALESCE(error_detail, ''), COALESCE(provider_message_id, ''), sent_at, delivered_at, read_at, failed_at`
+
+// statusByLedgerIDSQL and statusByWAMIDSQL lock the ledger row a status is
+// about, by the ledger id Meta echoes back, else by the wamid: each by its
+// key alone, the other columns compared so that no index serves them (see
+// getSQL).
+const (
+	statusByLedgerIDSQL = `SELECT ` + statusRowColumns + ` FROM messages
+            WHERE id = $1 AND tenant_id IS NOT DISTINCT FROM $2 AND connection_id IS NOT DISTINCT FROM $3
+              AND direction = 'out' FOR UPDATE`
+	statusByWAMIDSQL = `SELECT ` + statusRowColumns + ` FROM messages
+            WHERE connection_id = $1 AND provider_message_id = $2 AND tenant_id IS NOT DISTINCT FROM $3
+              AND direction = 'out' FOR UPDATE`
+)
+
 // ApplyStatus applies one message.status event to the ledger, idempotently:
 // it finds the row by the ledger id the event carries (else by connection
 // and wamid), moves it with nextState, and notifies InboxChannel (at commit)
@@ -181,8 +198,6 @@ func ApplyStatus(ctx context.Context, pool *pgxpool.Pool, ev dispatch.Event) err
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx)) //nolint:errcheck // after Commit it is a no-op
 
-	const cols = `id, conversation_id, status, COALESCE(status_reason, ''), COALESCE(error_code, ''),
-        COALESCE(error_detail, ''), COALESCE(provider_message_id, ''), sent_at, delivered_at, read_at, failed_at`
 	var (
 		id, conversationID string
 		cur                rowState
@@ -193,14 +208,10 @@ func ApplyStatus(ctx context.Context, pool *pgxpool.Pool, ev dispatch.Event) err
 	}
 	err = pgx.ErrNoRows
 	if se.LedgerID != "" {
-		err = scan(tx.QueryRow(ctx, `SELECT `+cols+` FROM messages
-            WHERE id = $1 AND tenant_id = $2 AND connection_id = $3 AND direction = 'out' FOR UPDATE`,
-			se.LedgerID, ev.TenantID, ev.ConnectionID))
+		err = scan(tx.QueryRow(ctx, statusByLedgerIDSQL, se.LedgerID, ev.TenantID, ev.ConnectionID))
 	}
 	if errors.Is(err, pgx.ErrNoRows) && se.MessageID != "" {
-		err = scan(tx.QueryRow(ctx, `SELECT `+cols+` FROM messages
-            WHERE connection_id = $1 AND provider_message_id = $2 AND tenant_id = $3 AND direction = 'out' FOR UPDATE`,
-			ev.ConnectionID, se.MessageID, ev.TenantID))
+		err = scan(tx.QueryRow(ctx, statusByWAMIDSQL, ev.ConnectionID, se.MessageID, ev.TenantID))
 	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		err := fmt.Errorf("status %s of %s (ledger id %q): %w", se.Status, se.MessageID, se.LedgerID, ErrNoLedgerRow)

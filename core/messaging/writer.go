@@ -106,7 +106,7 @@ SET provider_message_id = COALESCE(m.provider_message_id, NULLIF(u.wamid, '')),
     sent_at = COALESCE(m.sent_at, u.at),
     updated_at = now()
 FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[]) AS u(tenant_id, id, wamid, at)
-WHERE m.id = u.id AND m.tenant_id = u.tenant_id
+WHERE m.id = u.id AND m.tenant_id IS NOT DISTINCT FROM u.tenant_id -- by key alone: see getSQL
 RETURNING ` + messageColumnsM
 
 func (w *sentWriter) flush(batch []sentReq) {
