@@ -1,10 +1,10 @@
 package messaging
 
 import (
-	"context"
 	"fmt"
 	"testing"
 
+	"github.com/ponte-hub/ponte/core/store/storetest"
 	"github.com/ponte-hub/ponte/deploy/testenv"
 )
 
@@ -13,33 +13,10 @@ import (
 // the plans were made on empty tables (testenv.CheckCachedPlans).
 func TestIntegrationLedgerPlansUseKeys(t *testing.T) {
 	r := newPGRig(t)
-	ctx := context.Background()
-	conn, err := r.pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
 	lit := func(s string) string { return "'" + s + "'" }
 	ten, con := lit(r.tenantID), lit(r.connID)
-	grow := func() {
-		if _, err := r.pool.Exec(ctx, `
-WITH ct AS (
-    INSERT INTO contacts (id, tenant_id, phone)
-    SELECT 'ct_p' || i, $1, '+39340' || lpad(i::text, 7, '0') FROM generate_series(1, 5000) i
-    RETURNING id
-), cv AS (
-    INSERT INTO conversations (id, tenant_id, contact_id, connection_id)
-    SELECT 'cv_' || id, $1, id, $2 FROM ct
-    RETURNING id, contact_id
-)
-INSERT INTO messages (id, tenant_id, conversation_id, contact_id, connection_id, direction, kind, content,
-                      idempotency_key, provider_message_id, status)
-SELECT 'msg_' || cv.id, $1, cv.id, cv.contact_id, $2, 'out', 'text', '{}', 'key_' || cv.id, 'wamid.' || cv.id, 'sending' FROM cv`,
-			r.tenantID, r.connID); err != nil {
-			t.Fatal(err)
-		}
-	}
-	testenv.CheckCachedPlans(t, conn.Conn(), grow,
+	grow := func() { storetest.SeedMessages(t, r.pool, r.tenantID, r.connID, 5000, "out") }
+	testenv.CheckCachedPlans(t, r.pool, grow,
 		testenv.CachedPlanCheck{Name: "status by ledger id", SQL: statusByLedgerIDSQL,
 			Types: []string{"text", "text", "text"}, Args: []string{lit("msg_cv_ct_p4321"), ten, con}, MaxBuffers: 12},
 		testenv.CachedPlanCheck{Name: "status by wamid", SQL: statusByWAMIDSQL,

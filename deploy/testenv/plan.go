@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // CachedPlanCheck is a statement that runs once per event or message, to be
@@ -35,16 +35,23 @@ var buffersHit = regexp.MustCompile(`Buffers: shared hit=(\d+)(?: read=(\d+))?`)
 // that matches a condition, e.g. a (tenant_id, …) index for "tenant_id = $2
 // AND id = $1", which then scans every row of the tenant on every call.
 //
-// Each statement is prepared on conn with generic plans forced and executed
+// Each statement is prepared on a connection of pool with generic plans
+// forced (for that connection's session only) and executed
 // once with nulls, so its plan is made on the tables as they are (empty);
 // then grow fills them (without ANALYZE), and each statement is executed
 // again with its Args under EXPLAIN (ANALYZE, BUFFERS): the cached plan must
 // touch at most MaxBuffers buffers. Statements that write do write; give
-// them arguments whose effect the test does not mind. conn's session keeps
-// plan_cache_mode = force_generic_plan.
-func CheckCachedPlans(t testing.TB, conn *pgx.Conn, grow func(), checks ...CachedPlanCheck) {
+// them arguments whose effect the test does not mind. The connection is
+// closed afterwards rather than returned to the pool.
+func CheckCachedPlans(t testing.TB, pool *pgxpool.Pool, grow func(), checks ...CachedPlanCheck) {
 	t.Helper()
 	ctx := context.Background()
+	pc, err := pool.Acquire(ctx)
+	if err != nil {
+		t.Fatalf("acquiring a connection: %v", err)
+	}
+	conn := pc.Hijack() // its session settings and prepared statements must not reach other tests
+	defer conn.Close(ctx)
 	exec := func(sql string) {
 		t.Helper()
 		if _, err := conn.Exec(ctx, sql); err != nil {
