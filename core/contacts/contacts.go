@@ -18,8 +18,6 @@ package contacts
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -152,7 +150,7 @@ func (s *Service) Resolve(ctx context.Context, tenantID, phone string, hints Con
 		return Contact{}, phoneError("phone", err)
 	}
 	c, err := scanContact(s.pool.QueryRow(ctx, upsertContactSQL+` RETURNING `+contactColumns,
-		newID("ct"), tenantID, e164, hints.WaID, hints.LID, strings.TrimSpace(hints.Name)))
+		store.NewID("ct"), tenantID, e164, hints.WaID, hints.LID, strings.TrimSpace(hints.Name)))
 	if err != nil {
 		if pgCode(err) == pgForeignKeyViolation {
 			return Contact{}, fmt.Errorf("resolving contact: tenant: %w", store.ErrNotFound)
@@ -585,15 +583,6 @@ func (s *Service) Link(ctx context.Context, tenantID, fromID, intoID, byUserID s
 }
 
 // Helpers shared by the package.
-
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-// newID returns prefix + "_" + 120 random bits, the store's id format.
-func newID(prefix string) string {
-	b := make([]byte, 15)
-	_, _ = rand.Read(b) // never fails on supported platforms (Go 1.24+)
-	return prefix + "_" + idEncoding.EncodeToString(b)
-}
 
 func pageSize(limit int) int {
 	switch {

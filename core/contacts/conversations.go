@@ -89,7 +89,7 @@ func (s *Service) Conversation(ctx context.Context, tenantID, contactID, connect
 		SELECT $4, $1, ct.id, conn.id FROM ct, conn
 		ON CONFLICT (tenant_id, contact_id, connection_id) DO UPDATE SET status = cv.status
 		RETURNING `+conversationColumns,
-		tenantID, contactID, connectionID, newID("cv")))
+		tenantID, contactID, connectionID, store.NewID("cv")))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Conversation{}, fmt.Errorf("conversation of contact %s on %s: %w", contactID, connectionID, store.ErrNotFound)
 	}
@@ -468,7 +468,7 @@ func (s *Service) AddNote(ctx context.Context, tenantID, conversationID, authorI
 	if body == "" || utf8.RuneCountInString(body) > MaxNoteRunes {
 		return Note{}, &store.ValidationError{Problems: []store.FieldProblem{{Field: "body", Message: fmt.Sprintf("must be 1-%d characters", MaxNoteRunes)}}}
 	}
-	n := Note{ID: newID("note"), ConversationID: conversationID, AuthorID: authorID, Body: body}
+	n := Note{ID: store.NewID("note"), ConversationID: conversationID, AuthorID: authorID, Body: body}
 	err := s.pool.QueryRow(ctx, `
 		INSERT INTO notes (id, tenant_id, conversation_id, author_id, body)
 		SELECT $1, $2, cv.id, NULLIF($4, ''), $5 FROM conversations cv WHERE cv.tenant_id = $2 AND cv.id = $3

@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/ponte-hub/ponte/core/dispatch"
+	"github.com/ponte-hub/ponte/core/store"
 )
 
 // EventMessageReceived is the event type of an inbound message (Cloud API
@@ -263,7 +264,7 @@ func (s *Service) ApplyInbound(ctx context.Context, ev dispatch.Event) (InboundR
 	if slices.Contains(notUnreadKinds, kind) {
 		unread = 0
 	}
-	msgID := newID("msg")
+	msgID := store.NewID("msg")
 
 	b := &pgx.Batch{}
 	var res InboundResult
@@ -280,8 +281,8 @@ func (s *Service) ApplyInbound(ctx context.Context, ev dispatch.Event) (InboundR
 		sql = inboundByLIDSQL
 	}
 	var mergeFrom string
-	b.Queue(sql, newID("ct"), ev.TenantID, phone, env.WaID, lid, strings.TrimSpace(env.ProfileName),
-		newID("cv"), ev.ConnectionID, at, inboundAt, msgID, kind, content, env.MessageID).
+	b.Queue(sql, store.NewID("ct"), ev.TenantID, phone, env.WaID, lid, strings.TrimSpace(env.ProfileName),
+		store.NewID("cv"), ev.ConnectionID, at, inboundAt, msgID, kind, content, env.MessageID).
 		QueryRow(func(row pgx.Row) error {
 			return row.Scan(&res.ContactID, &res.ConversationID, &res.MessageID, &mergeFrom)
 		})

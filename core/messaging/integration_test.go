@@ -47,7 +47,7 @@ func newPGRig(t testing.TB) *pgRig {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &pgRig{url: url, st: st, pool: st.Pool(), tenantID: ten.ID, connID: newID("con")}
+	r := &pgRig{url: url, st: st, pool: st.Pool(), tenantID: ten.ID, connID: store.NewID("con")}
 	if _, err := r.pool.Exec(ctx, `INSERT INTO connections (id, tenant_id, connector, name, config)
         VALUES ($1, $2, 'cloudapi', 'number', '{"phone_number_id":"1001","throughput_tier":1000}')`, r.connID, r.tenantID); err != nil {
 		t.Fatal(err)

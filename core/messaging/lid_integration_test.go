@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/ponte-hub/ponte/core/consent"
+	"github.com/ponte-hub/ponte/core/store"
 )
 
 // TestIntegrationLIDOnlyRecipient: a contact known only by its LID (phone
@@ -18,7 +19,7 @@ func TestIntegrationLIDOnlyRecipient(t *testing.T) {
 	r := newPGRig(t)
 	ctx := context.Background()
 	const lid = "123456789012345@lid"
-	contactID := newID("ct")
+	contactID := store.NewID("ct")
 	if _, err := r.pool.Exec(ctx, `INSERT INTO contacts (id, tenant_id, phone, lid) VALUES ($1, $2, NULL, $3)`, contactID, r.tenantID, lid); err != nil {
 		t.Fatal(err)
 	}

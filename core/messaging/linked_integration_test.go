@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ponte-hub/ponte/core/invoke"
+	"github.com/ponte-hub/ponte/core/store"
 	"github.com/ponte-hub/ponte/plugins/sdk"
 )
 
@@ -15,12 +16,12 @@ import (
 func (r *pgRig) linkedNumber(t testing.TB, state string, modules string) string {
 	t.Helper()
 	ctx := context.Background()
-	id := newID("con")
+	id := store.NewID("con")
 	if _, err := r.pool.Exec(ctx, `INSERT INTO connections (id, tenant_id, connector, name) VALUES ($1, $2, 'linkeddevice', 'Support')`, id, r.tenantID); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.pool.Exec(ctx, `INSERT INTO numbers (id, tenant_id, kind, label, connection_id, modules) VALUES ($1, $2, 'linked_device', 'Support', $3, $4)`,
-		newID("num"), r.tenantID, id, modules); err != nil {
+		store.NewID("num"), r.tenantID, id, modules); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := r.pool.Exec(ctx, `INSERT INTO session_states (connection_id, tenant_id, state, phone) VALUES ($1, $2, $3, '+393330009999')`, id, r.tenantID, state); err != nil {

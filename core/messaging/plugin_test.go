@@ -131,7 +131,7 @@ func (r *cloudRig) addTemplate(t testing.TB, name, category, body string, params
 		t.Fatal(err)
 	}
 	if _, err := r.pool.Exec(context.Background(), `INSERT INTO templates (id, tenant_id, connection_id, name, language, category, status, components, parameters)
-        VALUES ($1, $2, $3, $4, 'it', $5, 'approved', $6, $7)`, newID("tpl"), r.tenantID, r.connID, name, category, comps, params); err != nil {
+        VALUES ($1, $2, $3, $4, 'it', $5, 'approved', $6, $7)`, store.NewID("tpl"), r.tenantID, r.connID, name, category, comps, params); err != nil {
 		t.Fatal(err)
 	}
 }

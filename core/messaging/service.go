@@ -455,7 +455,7 @@ func (s *Service) plan(ctx context.Context, req SendRequest) (plan, error) {
 	p := plan{
 		c: c, kind: req.Kind, rcpt: rcpt, channel: ch,
 		row: Message{
-			ID: newID("msg"), TenantID: req.TenantID, ConnectionID: req.ConnectionID,
+			ID: store.NewID("msg"), TenantID: req.TenantID, ConnectionID: req.ConnectionID,
 			ConversationID: rcpt.ConversationID, ContactID: rcpt.ContactID, To: to, Direction: "out",
 			Kind: storedKind(req.Kind, req.Media), Content: body, Purpose: cmp.Or(req.Purpose, PurposeService),
 			IdempotencyKey: req.IdempotencyKey, AuthorID: req.AuthorID,

@@ -2,8 +2,6 @@ package messaging
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"errors"
 	"fmt"
 	"strconv"
@@ -12,17 +10,9 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ponte-hub/ponte/core/store"
 )
-
-// idEncoding and newID follow core/store's ids: prefix, "_", 120 random bits
-// in lowercase base32.
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-func newID(prefix string) string {
-	b := make([]byte, 15)
-	_, _ = rand.Read(b)
-	return prefix + "_" + idEncoding.EncodeToString(b)
-}
 
 // SQLDirectory resolves recipients on the contacts and conversations tables,
 // creating the contact and the conversation of a first message in the same
@@ -108,9 +98,9 @@ func (d *SQLDirectory) Recipient(ctx context.Context, tenantID, connectionID, ph
 	for range 3 {
 		var row pgx.Row
 		if contactID != "" {
-			row = d.pool.QueryRow(ctx, resolveByID, tenantID, connectionID, contactID, newID("cv"))
+			row = d.pool.QueryRow(ctx, resolveByID, tenantID, connectionID, contactID, store.NewID("cv"))
 		} else {
-			row = d.pool.QueryRow(ctx, resolveByPhone, tenantID, connectionID, newID("ct"), phone, newID("cv"))
+			row = d.pool.QueryRow(ctx, resolveByPhone, tenantID, connectionID, store.NewID("ct"), phone, store.NewID("cv"))
 		}
 		var r Recipient
 		err := row.Scan(&r.ContactID, &r.Phone, &r.WAID, &r.LID, &r.ConversationID, &r.LastInboundAt)

@@ -9,8 +9,6 @@ package numbers
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -278,7 +276,7 @@ func (s *Store) insert(ctx context.Context, tenantID, kind, label, connID string
 	if err != nil {
 		return Number{}, fmt.Errorf("creating number: encoding pacing: %w", err)
 	}
-	id := newID()
+	id := store.NewID("num")
 	_, err = s.pool.Exec(ctx, `
 		INSERT INTO numbers (id, tenant_id, kind, label, connection_id, modules, pacing)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)`, id, tenantID, kind, label, connID, modulesRaw, pacingRaw)
@@ -529,15 +527,4 @@ func scanNumber(row pgx.Row) (Number, error) {
 		n.Session = &st
 	}
 	return n, nil
-}
-
-// idEncoding matches the store's ids: lowercase base32 without padding.
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-// newID returns "num_" + 120 random bits: unguessable and revealing nothing
-// about other tenants, like every id of the store.
-func newID() string {
-	b := make([]byte, 15)
-	_, _ = rand.Read(b) // never fails on supported platforms
-	return "num_" + idEncoding.EncodeToString(b)
 }

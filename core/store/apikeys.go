@@ -140,7 +140,7 @@ func (s *Store) insertAPIKey(ctx context.Context, tenantID, userID, name string,
 	for attempt := 0; attempt < 5; attempt++ {
 		lookup := randomString(5)[:keyLookupLen]
 		plaintext = keyPrefix + lookup + "_" + randomString(keySecretBytes)
-		key = APIKey{ID: newID("key"), TenantID: tenantID, Name: strings.TrimSpace(name), Prefix: keyPrefix + lookup, Scopes: scopes, UserID: userID}
+		key = APIKey{ID: NewID("key"), TenantID: tenantID, Name: strings.TrimSpace(name), Prefix: keyPrefix + lookup, Scopes: scopes, UserID: userID}
 		// A user's key is inserted only when the user is the tenant's: the
 		// SELECT yields no row otherwise, and no row means not found.
 		err = s.pool.QueryRow(ctx, `

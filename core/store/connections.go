@@ -153,7 +153,7 @@ func (s *Store) CreateConnection(ctx context.Context, tenantID string, in NewCon
 		return Connection{}, &ValidationError{Problems: problems}
 	}
 
-	id := newID("con")
+	id := NewID("con")
 	sealed, err := s.sealSecrets(id, vc.secret)
 	if err != nil {
 		return Connection{}, fmt.Errorf("creating connection: %w", err)

@@ -97,10 +97,11 @@ func (s *Store) Ping(ctx context.Context) error {
 // insensitive to read aloud, no ambiguous punctuation.
 var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
 
-// newID returns prefix + "_" + 120 random bits, e.g. "con_3k...". Ids are
-// random rather than sequential so they reveal nothing about other tenants
-// (counts, creation order) and cannot be guessed.
-func newID(prefix string) string {
+// NewID returns prefix + "_" + 120 random bits in lowercase base32, e.g.
+// "con_3k...": the id of every row Ponte creates. Ids are random rather than
+// sequential so they reveal nothing about other tenants (counts, creation
+// order) and cannot be guessed.
+func NewID(prefix string) string {
 	b := make([]byte, 15)
 	_, _ = rand.Read(b) // never fails on supported platforms (Go 1.24+)
 	return prefix + "_" + idEncoding.EncodeToString(b)

@@ -36,7 +36,7 @@ func (s *Store) CreateTenant(ctx context.Context, name string) (Tenant, error) {
 	if err := checkName("name", name); err != nil {
 		return Tenant{}, err
 	}
-	t := Tenant{ID: newID("ten"), Name: strings.TrimSpace(name)}
+	t := Tenant{ID: NewID("ten"), Name: strings.TrimSpace(name)}
 	err := s.pool.QueryRow(ctx, `INSERT INTO tenants (id, name) VALUES ($1, $2) RETURNING created_at`, t.ID, t.Name).Scan(&t.CreatedAt)
 	if err != nil {
 		return Tenant{}, fmt.Errorf("creating tenant: %w", err)

@@ -124,7 +124,7 @@ func (s *Store) CreateUser(ctx context.Context, tenantID string, in NewUser) (Us
 	}
 	u, err := scanUser(s.pool.QueryRow(ctx, `
 		INSERT INTO users (id, tenant_id, email, name, role) VALUES ($1, $2, $3, $4, $5)
-		RETURNING `+userColumns, newID("usr"), tenantID, in.Email, strings.TrimSpace(in.Name), in.Role))
+		RETURNING `+userColumns, NewID("usr"), tenantID, in.Email, strings.TrimSpace(in.Name), in.Role))
 	switch PGCode(err) {
 	case "":
 		if err != nil {

@@ -225,7 +225,7 @@ func (s *Service) Create(ctx context.Context, tenantID string, in NewTemplate) (
 		    components = EXCLUDED.components, parameters = EXCLUDED.parameters, status_at = EXCLUDED.status_at, updated_at = now()
 		WHERE templates.tenant_id = EXCLUDED.tenant_id
 		RETURNING `+columns,
-		newID(), tenantID, in.ConnectionID, resp.ID, in.Name, in.Language, category, status, in.Components, bodyParameters(in.Components)))
+		store.NewID("tpl"), tenantID, in.ConnectionID, resp.ID, in.Name, in.Language, category, status, in.Components, bodyParameters(in.Components)))
 	if err != nil {
 		return Template{}, fmt.Errorf("storing template %s (%s) submitted as %s: %w", in.Name, in.Language, resp.ID, err)
 	}

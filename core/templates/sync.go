@@ -2,8 +2,6 @@ package templates
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base32"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -169,7 +167,7 @@ func (s *Service) Sync(ctx context.Context, tenantID, connectionID string) (Sync
 				reason = m.RejectedReason
 			}
 			keepNames, keepLangs = append(keepNames, m.Name), append(keepLangs, m.Language)
-			batch.Queue(upsertSynced, newID(), tenantID, connectionID, m.ID, m.Name, m.Language, category, status, reason,
+			batch.Queue(upsertSynced, store.NewID("tpl"), tenantID, connectionID, m.ID, m.Name, m.Language, category, status, reason,
 				components, bodyParameters(components), started)
 			res.Upserted++
 		}
@@ -224,15 +222,4 @@ func decodeCursor(s string, c *cursor) error {
 		return errors.New("empty cursor")
 	}
 	return nil
-}
-
-// idEncoding is the store's id alphabet: lowercase base32 without padding.
-var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
-
-// newID returns "tpl_" + 120 random bits, the shape of the store's ids:
-// random so they reveal nothing about other tenants and cannot be guessed.
-func newID() string {
-	b := make([]byte, 15)
-	_, _ = rand.Read(b) // never fails on supported platforms
-	return "tpl_" + idEncoding.EncodeToString(b)
 }
