@@ -86,6 +86,22 @@ func NewDB(pool *pgxpool.Pool) *DB { return &DB{pool: pool} }
 
 // upsertOrder creates the order's row when it has none. $1 tenant, $2
 // connection, $3 order, $4 workflow id.
+// The statements that read an order's rows, by their primary key
+// (connection_id, order_id[, kind]) alone: the tenant is compared with IS NOT
+// DISTINCT FROM, which no index serves. With "tenant_id = $1", a plan made
+// while the tables were empty (a new installation, before autovacuum's first
+// ANALYZE) could take the (tenant_id, updated_at) index and scan every order
+// of the tenant for each event (TestIntegrationOrderPlansUseKeys). The
+// column is NOT NULL, so the comparison means "=" here; the writes below
+// follow the same rule.
+const (
+	stageSQL        = `SELECT stage FROM order_notify_orders WHERE connection_id = $2 AND order_id = $3 AND tenant_id IS NOT DISTINCT FROM $1`
+	handledKindsSQL = `SELECT kind FROM order_notifications
+WHERE connection_id = $2 AND order_id = $3 AND tenant_id IS NOT DISTINCT FROM $1 AND status <> 'sending' ORDER BY created_at, kind`
+	notificationSQL = `SELECT ` + notificationColumns + ` FROM order_notifications
+WHERE connection_id = $2 AND order_id = $3 AND tenant_id IS NOT DISTINCT FROM $1 AND kind = $4`
+)
+
 const upsertOrder = `
 INSERT INTO order_notify_orders (tenant_id, connection_id, order_id, workflow_id)
 VALUES ($1, $2, $3, $4)
@@ -107,16 +123,13 @@ func (db *DB) Begin(ctx context.Context, ref OrderRef, workflowID string) (Progr
 	}
 	var p Progress
 	var stage *string
-	if err := db.pool.QueryRow(ctx, `SELECT stage FROM order_notify_orders WHERE tenant_id = $1 AND connection_id = $2 AND order_id = $3`,
-		ref.TenantID, ref.ConnectionID, ref.OrderID).Scan(&stage); err != nil {
+	if err := db.pool.QueryRow(ctx, stageSQL, ref.TenantID, ref.ConnectionID, ref.OrderID).Scan(&stage); err != nil {
 		return Progress{}, fmt.Errorf("reading order %s: %w", ref.OrderID, err)
 	}
 	if stage != nil {
 		p.Stage = Kind(*stage)
 	}
-	rows, err := db.pool.Query(ctx, `SELECT kind FROM order_notifications
-WHERE tenant_id = $1 AND connection_id = $2 AND order_id = $3 AND status <> 'sending' ORDER BY created_at, kind`,
-		ref.TenantID, ref.ConnectionID, ref.OrderID)
+	rows, err := db.pool.Query(ctx, handledKindsSQL, ref.TenantID, ref.ConnectionID, ref.OrderID)
 	if err != nil {
 		return Progress{}, fmt.Errorf("reading notifications of order %s: %w", ref.OrderID, err)
 	}
@@ -151,8 +164,7 @@ func scanNotification(row pgx.Row) (Notification, error) {
 
 // Notification implements Store.
 func (db *DB) Notification(ctx context.Context, ref OrderRef, kind Kind) (Notification, bool, error) {
-	n, err := scanNotification(db.pool.QueryRow(ctx, `SELECT `+notificationColumns+` FROM order_notifications
-WHERE tenant_id = $1 AND connection_id = $2 AND order_id = $3 AND kind = $4`, ref.TenantID, ref.ConnectionID, ref.OrderID, string(kind)))
+	n, err := scanNotification(db.pool.QueryRow(ctx, notificationSQL, ref.TenantID, ref.ConnectionID, ref.OrderID, string(kind)))
 	if errors.Is(err, store.ErrNotFound) {
 		return Notification{}, false, nil
 	}
@@ -171,7 +183,7 @@ SET stage      = CASE WHEN $5::smallint > stage_rank THEN $4 ELSE stage END,
     stage_rank = GREATEST(stage_rank, $5::smallint),
     phone      = COALESCE(NULLIF($6, ''), phone),
     updated_at = now()
-WHERE tenant_id = $1 AND connection_id = $2 AND order_id = $3`
+WHERE connection_id = $2 AND order_id = $3 AND tenant_id IS NOT DISTINCT FROM $1`
 
 func (db *DB) raise(ctx context.Context, tx pgx.Tx, n Notification) error {
 	if !n.Status.final() {
@@ -220,7 +232,7 @@ RETURNING `+notificationColumns,
 			// Claimed before (by an earlier attempt of this activity): that
 			// decision stands.
 			stored, err = scanNotification(tx.QueryRow(ctx, `SELECT `+notificationColumns+` FROM order_notifications
-WHERE tenant_id = $1 AND connection_id = $2 AND order_id = $3 AND kind = $4`, n.TenantID, n.ConnectionID, n.OrderID, string(n.Kind)))
+WHERE connection_id = $2 AND order_id = $3 AND tenant_id IS NOT DISTINCT FROM $1 AND kind = $4`, n.TenantID, n.ConnectionID, n.OrderID, string(n.Kind)))
 			return err
 		}
 		if err != nil {
@@ -242,12 +254,12 @@ func (db *DB) Settle(ctx context.Context, n Notification) (Notification, error) 
 		stored, err = scanNotification(tx.QueryRow(ctx, `
 UPDATE order_notifications
 SET status = $5, reason = NULLIF($6, ''), mode = COALESCE(NULLIF($7, ''), mode), message_id = NULLIF($8, ''), updated_at = now()
-WHERE tenant_id = $1 AND connection_id = $2 AND order_id = $3 AND kind = $4 AND status = 'sending'
+WHERE connection_id = $2 AND order_id = $3 AND tenant_id IS NOT DISTINCT FROM $1 AND kind = $4 AND status = 'sending'
 RETURNING `+notificationColumns,
 			n.TenantID, n.ConnectionID, n.OrderID, string(n.Kind), string(n.Status), n.Reason, n.Mode, n.MessageID))
 		if errors.Is(err, store.ErrNotFound) {
 			stored, err = scanNotification(tx.QueryRow(ctx, `SELECT `+notificationColumns+` FROM order_notifications
-WHERE tenant_id = $1 AND connection_id = $2 AND order_id = $3 AND kind = $4`, n.TenantID, n.ConnectionID, n.OrderID, string(n.Kind)))
+WHERE connection_id = $2 AND order_id = $3 AND tenant_id IS NOT DISTINCT FROM $1 AND kind = $4`, n.TenantID, n.ConnectionID, n.OrderID, string(n.Kind)))
 			return err
 		}
 		if err != nil {
@@ -268,7 +280,7 @@ func (db *DB) Order(ctx context.Context, ref OrderRef) (OrderRecord, []Notificat
 	var stage *string
 	err := db.pool.QueryRow(ctx, `
 SELECT tenant_id, connection_id, order_id, workflow_id, coalesce(phone, ''), stage, created_at, updated_at
-FROM order_notify_orders WHERE tenant_id = $1 AND connection_id = $2 AND order_id = $3`,
+FROM order_notify_orders WHERE connection_id = $2 AND order_id = $3 AND tenant_id IS NOT DISTINCT FROM $1`,
 		ref.TenantID, ref.ConnectionID, ref.OrderID).Scan(&o.TenantID, &o.ConnectionID, &o.OrderID, &o.WorkflowID,
 		&o.Phone, &stage, &o.CreatedAt, &o.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -281,7 +293,7 @@ FROM order_notify_orders WHERE tenant_id = $1 AND connection_id = $2 AND order_i
 		o.Stage = Kind(*stage)
 	}
 	rows, err := db.pool.Query(ctx, `SELECT `+notificationColumns+` FROM order_notifications
-WHERE tenant_id = $1 AND connection_id = $2 AND order_id = $3 ORDER BY created_at, kind`, ref.TenantID, ref.ConnectionID, ref.OrderID)
+WHERE connection_id = $2 AND order_id = $3 AND tenant_id IS NOT DISTINCT FROM $1 ORDER BY created_at, kind`, ref.TenantID, ref.ConnectionID, ref.OrderID)
 	if err != nil {
 		return OrderRecord{}, nil, fmt.Errorf("reading notifications of order %s: %w", ref.OrderID, err)
 	}
