@@ -15,6 +15,16 @@ import (
 	"github.com/ponte-hub/ponte/plugins/sdk/commerce"
 )
 
+// cartStatusSQL reads a cart's status. Like every statement here that reads
+// or writes one cart, it finds the cart by its key (connection_id,
+// checkout_id) alone and compares the tenant with IS NOT DISTINCT FROM, which
+// no index serves: with "tenant_id = $1", a plan Postgres made while the
+// table was empty (a new installation, before autovacuum's first ANALYZE)
+// could take any (tenant_id, ...) index and scan every cart of the tenant for
+// each checkout event (TestIntegrationCartPlansUseKeys). The column is NOT
+// NULL, so the comparison means "=" here.
+const cartStatusSQL = `SELECT status FROM cart_recoveries WHERE connection_id = $2 AND checkout_id = $3 AND tenant_id IS NOT DISTINCT FROM $1`
+
 // DB is the cart_recoveries and cart_recovery_steps tables. Every query
 // takes the tenant and filters on it.
 type DB struct {
@@ -111,7 +121,7 @@ func money(s string) *string {
 // Cart returns a cart's row, or store.ErrNotFound.
 func (db *DB) Cart(ctx context.Context, ref CartRef) (Cart, error) {
 	c, err := scanCart(db.pool.QueryRow(ctx, `SELECT `+cartColumns+` FROM cart_recoveries
-WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3`, ref.TenantID, ref.ConnectionID, ref.CheckoutID))
+WHERE connection_id = $2 AND checkout_id = $3 AND tenant_id IS NOT DISTINCT FROM $1`, ref.TenantID, ref.ConnectionID, ref.CheckoutID))
 	if err != nil {
 		return Cart{}, fmt.Errorf("reading cart %s: %w", ref.CheckoutID, err)
 	}
@@ -147,7 +157,7 @@ INSERT INTO cart_recoveries AS c (tenant_id, connection_id, checkout_id, workflo
     first_name, last_name, currency, total, recovery_url, line_items, first_seen_at, last_update_at)
 VALUES ($1, $2, $3, $4, NULLIF($5, ''), NULLIF($6, ''), NULLIF($7, ''), NULLIF($8, ''), NULLIF($9, ''), NULLIF($10, ''),
     NULLIF($11, ''), $12::numeric, NULLIF($13, ''), $14, $15, $15)
-ON CONFLICT (tenant_id, connection_id, checkout_id) DO UPDATE SET
+ON CONFLICT (connection_id, checkout_id) DO UPDATE SET
     phone          = COALESCE(EXCLUDED.phone, c.phone),
     phone_problem  = CASE WHEN COALESCE(EXCLUDED.phone, c.phone) IS NULL THEN EXCLUDED.phone_problem END,
     customer_id    = COALESCE(EXCLUDED.customer_id, c.customer_id),
@@ -170,7 +180,7 @@ RETURNING status, coalesce(end_reason, ''), (SELECT count(*) FROM cart_recovery_
 		// The row exists and is closed: the update's WHERE left it alone.
 		err = db.pool.QueryRow(ctx, `
 SELECT status, coalesce(end_reason, ''), (SELECT count(*) FROM cart_recovery_steps s WHERE s.cart_id = c.id)
-FROM cart_recoveries c WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3`,
+FROM cart_recoveries c WHERE connection_id = $2 AND checkout_id = $3 AND tenant_id IS NOT DISTINCT FROM $1`,
 			rec.TenantID, rec.ConnectionID, rec.CheckoutID).Scan(&st.Status, &st.Reason, &st.StepsDone)
 	}
 	if err != nil {
@@ -182,7 +192,7 @@ FROM cart_recoveries c WHERE tenant_id = $1 AND connection_id = $2 AND checkout_
 // SetContact records the contact the cart's phone belongs to.
 func (db *DB) SetContact(ctx context.Context, ref CartRef, contactID string) error {
 	_, err := db.pool.Exec(ctx, `UPDATE cart_recoveries SET contact_id = $4, updated_at = now()
-WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3`, ref.TenantID, ref.ConnectionID, ref.CheckoutID, contactID)
+WHERE connection_id = $2 AND checkout_id = $3 AND tenant_id IS NOT DISTINCT FROM $1`, ref.TenantID, ref.ConnectionID, ref.CheckoutID, contactID)
 	if err != nil {
 		return fmt.Errorf("recording contact of cart %s: %w", ref.CheckoutID, err)
 	}
@@ -194,7 +204,7 @@ WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3`, ref.TenantID,
 func (db *DB) RecordStep(ctx context.Context, rec StepRecord) error {
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var cartID int64
-		err := tx.QueryRow(ctx, `SELECT id FROM cart_recoveries WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3
+		err := tx.QueryRow(ctx, `SELECT id FROM cart_recoveries WHERE connection_id = $2 AND checkout_id = $3 AND tenant_id IS NOT DISTINCT FROM $1
 FOR UPDATE`, rec.TenantID, rec.ConnectionID, rec.CheckoutID).Scan(&cartID)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return store.ErrNotFound
@@ -236,10 +246,10 @@ func (db *DB) End(ctx context.Context, rec EndRecord) (Status, error) {
 	var st Status
 	err := db.pool.QueryRow(ctx, `
 UPDATE cart_recoveries SET status = $4, end_reason = $5, opted_out = opted_out OR $6, ended_at = $7, updated_at = now()
-WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3 AND status IN ('waiting', 'contacted')
+WHERE connection_id = $2 AND checkout_id = $3 AND tenant_id IS NOT DISTINCT FROM $1 AND status IN ('waiting', 'contacted')
 RETURNING status`, rec.TenantID, rec.ConnectionID, rec.CheckoutID, string(rec.Status), rec.Reason, rec.OptedOut, rec.At).Scan(&st)
 	if errors.Is(err, pgx.ErrNoRows) {
-		err = db.pool.QueryRow(ctx, `SELECT status FROM cart_recoveries WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3`,
+		err = db.pool.QueryRow(ctx, cartStatusSQL,
 			rec.TenantID, rec.ConnectionID, rec.CheckoutID).Scan(&st)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return rec.Status, nil
@@ -278,7 +288,7 @@ UPDATE cart_recoveries SET
     recovered_revenue = CASE WHEN contacted_at IS NOT NULL AND date_trunc('second', contacted_at) <= $5 THEN $6::numeric END,
     recovered_currency = CASE WHEN contacted_at IS NOT NULL AND date_trunc('second', contacted_at) <= $5 THEN NULLIF($7, '') END,
     updated_at = now()
-WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3 AND converted_at IS NULL
+WHERE connection_id = $2 AND checkout_id = $3 AND tenant_id IS NOT DISTINCT FROM $1 AND converted_at IS NULL
 RETURNING status`, ref.TenantID, ref.ConnectionID, ref.CheckoutID, o.OrderID, o.At, money(o.Total), o.Currency).Scan(&st)
 	if err == nil {
 		return st, true, nil
@@ -286,7 +296,7 @@ RETURNING status`, ref.TenantID, ref.ConnectionID, ref.CheckoutID, o.OrderID, o.
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return "", false, fmt.Errorf("attributing order %s to cart %s: %w", o.OrderID, ref.CheckoutID, err)
 	}
-	err = db.pool.QueryRow(ctx, `SELECT status FROM cart_recoveries WHERE tenant_id = $1 AND connection_id = $2 AND checkout_id = $3`,
+	err = db.pool.QueryRow(ctx, cartStatusSQL,
 		ref.TenantID, ref.ConnectionID, ref.CheckoutID).Scan(&st)
 	if err == nil {
 		return st, false, nil // attributed before: delivery is at least once
@@ -300,7 +310,7 @@ RETURNING status`, ref.TenantID, ref.ConnectionID, ref.CheckoutID, o.OrderID, o.
 	tag, err := db.pool.Exec(ctx, `
 INSERT INTO cart_recoveries (tenant_id, connection_id, checkout_id, workflow_id, status, end_reason, ended_at, order_id, converted_at, currency)
 VALUES ($1, $2, $3, $4, 'converted', 'order_placed', $5, NULLIF($6, ''), $5, NULLIF($7, ''))
-ON CONFLICT (tenant_id, connection_id, checkout_id) DO NOTHING`,
+ON CONFLICT (connection_id, checkout_id) DO NOTHING`,
 		ref.TenantID, ref.ConnectionID, ref.CheckoutID, ref.WorkflowID(), o.At, o.OrderID, o.Currency)
 	if err != nil {
 		return "", false, fmt.Errorf("recording order %s of an unseen checkout: %w", o.OrderID, err)
@@ -335,7 +345,7 @@ func (db *DB) Steps(ctx context.Context, ref CartRef) ([]StepRecord, error) {
 	rows, err := db.pool.Query(ctx, `
 SELECT s.step, s.status, coalesce(s.reason, ''), coalesce(s.detail, ''), coalesce(s.message_id, ''), coalesce(s.discount_code, ''), s.at
 FROM cart_recovery_steps s JOIN cart_recoveries c ON c.id = s.cart_id
-WHERE c.tenant_id = $1 AND c.connection_id = $2 AND c.checkout_id = $3 ORDER BY s.step`, ref.TenantID, ref.ConnectionID, ref.CheckoutID)
+WHERE c.connection_id = $2 AND c.checkout_id = $3 AND c.tenant_id IS NOT DISTINCT FROM $1 ORDER BY s.step`, ref.TenantID, ref.ConnectionID, ref.CheckoutID)
 	if err != nil {
 		return nil, fmt.Errorf("reading steps of cart %s: %w", ref.CheckoutID, err)
 	}
