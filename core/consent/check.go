@@ -143,13 +143,22 @@ func (s *Service) Hold(ctx context.Context, tenantID, contactID string, send fun
 // returns. send runs only when the decision allows the message; its error
 // is returned unchanged with the decision. req.ContactID is required.
 func (s *Service) HoldCheck(ctx context.Context, req CheckRequest, send func(ctx context.Context) error) (Decision, error) {
-	if req.TenantID == "" || req.ContactID == "" {
-		return Decision{}, errors.New("consent hold: a tenant and a contact are required")
-	}
-	if !sendPurposes[req.Purpose] {
-		return Decision{}, fmt.Errorf("consent check: unknown purpose %q", req.Purpose)
+	if err := checkHoldRequest(req); err != nil {
+		return Decision{}, err
 	}
 	return s.hold(ctx, req.TenantID, req.ContactID, &req, nil, send)
+}
+
+// checkHoldRequest refuses a hold's check request that names no tenant or
+// contact, or an unknown purpose.
+func checkHoldRequest(req CheckRequest) error {
+	if req.TenantID == "" || req.ContactID == "" {
+		return errors.New("consent hold: a tenant and a contact are required")
+	}
+	if !sendPurposes[req.Purpose] {
+		return fmt.Errorf("consent check: unknown purpose %q", req.Purpose)
+	}
+	return nil
 }
 
 // Prelude is a write committed on a hold's connection in the round trip
@@ -181,11 +190,8 @@ type Prelude struct {
 // a sender whose write found an existing row (an idempotency key already
 // used) tells so from its Scan and returns from send without calling.
 func (s *Service) HoldCheckAfter(ctx context.Context, req CheckRequest, first *Prelude, send func(ctx context.Context) error) (Decision, error) {
-	if req.TenantID == "" || req.ContactID == "" {
-		return Decision{}, errors.New("consent hold: a tenant and a contact are required")
-	}
-	if !sendPurposes[req.Purpose] {
-		return Decision{}, fmt.Errorf("consent check: unknown purpose %q", req.Purpose)
+	if err := checkHoldRequest(req); err != nil {
+		return Decision{}, err
 	}
 	if first == nil || first.SQL == "" || first.Scan == nil {
 		return Decision{}, errors.New("consent hold: a prelude needs its statement and its Scan")

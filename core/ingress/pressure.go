@@ -8,9 +8,8 @@ import (
 // DefaultBusyAbove is the answer time of webhooks above which ingress counts
 // as busy (see [Pressure]): a node with CPU to spare answers in a few
 // milliseconds (the plugin's check and one commit), and on the 2-core
-// reference machine 10 ms rather
-// than 20 took the p99 of 2,000 inbound messages a second from 165 to 139 ms
-// (BenchmarkInboundMessages).
+// reference machine 10 ms rather than 20 took the p99 of 2,000 inbound
+// messages a second from 165 to 139 ms (BenchmarkInboundMessages).
 const DefaultBusyAbove = 10 * time.Millisecond
 
 // pressureWeight is the weight of one answer in the moving average: at a

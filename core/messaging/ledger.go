@@ -116,14 +116,21 @@ func (l *ledger) inserted(ctx context.Context, m, got Message, err error) (Messa
 	if !errors.Is(err, pgx.ErrNoRows) {
 		return Message{}, false, fmt.Errorf("recording message: %w", err)
 	}
-	got, ok, err := l.byKey(ctx, m.TenantID, m.IdempotencyKey)
+	got, err = keyHolder(ctx, l, m.TenantID, m.IdempotencyKey)
+	return got, false, err
+}
+
+// keyHolder returns the row holding a tenant's idempotency key, after an
+// insert found the key taken.
+func keyHolder(ctx context.Context, l ledgerStore, tenantID, key string) (Message, error) {
+	got, ok, err := l.byKey(ctx, tenantID, key)
 	if err != nil {
-		return Message{}, false, err
+		return Message{}, err
 	}
 	if !ok {
-		return Message{}, false, errors.New("recording message: idempotency key conflict, but no row holds it")
+		return Message{}, errors.New("recording message: idempotency key conflict, but no row holds it")
 	}
-	return got, false, nil
+	return got, nil
 }
 
 // claim moves a waiting (queued or deferred) row to sending, the last write

@@ -804,12 +804,9 @@ func (s *Service) attempt(ctx context.Context, p *plan) (m Message, retryAfter t
 		case existing:
 			// The key was taken by an earlier or concurrent Send: its row
 			// is the answer, and nothing was called for this one.
-			got, ok, err := s.ledger.byKey(ctx, p.row.TenantID, p.row.IdempotencyKey)
+			got, err := keyHolder(ctx, s.ledger, p.row.TenantID, p.row.IdempotencyKey)
 			if err != nil {
 				return Message{}, 0, err
-			}
-			if !ok {
-				return Message{}, 0, errors.New("recording message: idempotency key conflict, but no row holds it")
 			}
 			return got, 0, replayError(got)
 		}

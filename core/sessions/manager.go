@@ -610,9 +610,17 @@ func (m *Manager) scan(ctx context.Context) error {
 func (m *Manager) rebalance(ctx context.Context, excess int) {
 	now := time.Now()
 	m.mu.Lock()
+	// Hand-overs older than the hold-off no longer count: forget them, so
+	// the map holds only recent ones (moved sessions never come back to
+	// clear their entry).
+	for id, t := range m.rebalanced {
+		if now.Sub(t) >= m.cfg.RebalanceHoldOff {
+			delete(m.rebalanced, id)
+		}
+	}
 	ids := make([]string, 0, len(m.held))
 	for id := range m.held {
-		if t, ok := m.rebalanced[id]; !ok || now.Sub(t) >= m.cfg.RebalanceHoldOff {
+		if _, recent := m.rebalanced[id]; !recent {
 			ids = append(ids, id)
 		}
 	}
