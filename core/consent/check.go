@@ -88,6 +88,18 @@ func (s *Service) CheckTx(ctx context.Context, tx pgx.Tx, req CheckRequest) (Dec
 // returns the transaction's isolation level.
 const lockSQL = `SELECT current_setting('transaction_isolation'), pg_advisory_xact_lock_shared($1, hashtext($2)) IS NULL`
 
+// lockGroupSQL takes the consent locks of contacts $2 (namespace $1) in
+// shared mode, one statement for a group, in the order of their keys. Shared
+// locks do not conflict, but a shared request queues behind an exclusive one
+// waiting for the same key (a STOP waiting for the sends in flight): two
+// groups taking two contacts in opposite orders, each behind a STOP of the
+// other's first, would wait for each other. In key order a group holds
+// every key below the one it waits for, so no such cycle forms. It returns
+// the transaction's isolation level.
+const lockGroupSQL = `
+SELECT current_setting('transaction_isolation'), bool_and(pg_advisory_xact_lock_shared($1, k.h) IS NULL)
+FROM (SELECT DISTINCT hashtext(c) AS h FROM unnest($2::text[]) AS c ORDER BY 1) AS k`
+
 // lockShared takes the contact's consent lock in shared mode and checks the
 // isolation level in the same round trip. The check's snapshot must be taken
 // after the lock is granted, which READ COMMITTED does per statement and
@@ -129,8 +141,7 @@ func (s *Service) Hold(ctx context.Context, tenantID, contactID string, send fun
 	if tenantID == "" || contactID == "" {
 		return errors.New("consent hold: a tenant and a contact are required")
 	}
-	_, err := s.hold(ctx, tenantID, contactID, nil, nil, send)
-	return err
+	return s.hold(ctx, []GroupMember{{Ctx: ctx, Req: CheckRequest{TenantID: tenantID, ContactID: contactID}}}, false, nil, send)
 }
 
 // HoldCheck is Check followed by send under [Service.Hold], for a sender
@@ -146,7 +157,14 @@ func (s *Service) HoldCheck(ctx context.Context, req CheckRequest, send func(ctx
 	if err := checkHoldRequest(req); err != nil {
 		return Decision{}, err
 	}
-	return s.hold(ctx, req.TenantID, req.ContactID, &req, nil, send)
+	members := []GroupMember{{Ctx: ctx, Req: req}}
+	err := s.hold(ctx, members, true, nil, func(ctx context.Context) error {
+		if !members[0].Decision.Allowed {
+			return nil
+		}
+		return send(ctx)
+	})
+	return members[0].Decision, err
 }
 
 // checkHoldRequest refuses a hold's check request that names no tenant or
@@ -162,120 +180,192 @@ func checkHoldRequest(req CheckRequest) error {
 }
 
 // Prelude is a write committed on a hold's connection in the round trip
-// that takes the hold: see [Service.HoldCheckAfter].
+// that takes the hold: see [Service.HoldCheckGroup].
 type Prelude struct {
 	// SQL and Args are the statement; it runs in a transaction of its own,
 	// committed before the hold's transaction begins.
 	SQL  string
 	Args []any
-	// Scan reads the statement's result row. It is called whether or not
-	// the statement returned a row (pgx.ErrNoRows from the row's Scan then),
-	// and before the commit: only Committed says the write is durable.
-	Scan func(pgx.Row) error
-	// Committed is set by HoldCheckAfter once the statement's transaction
+	// Scan reads the statement's result rows, before the commit: only
+	// Committed says the write is durable.
+	Scan func(pgx.Rows) error
+	// Committed is set by HoldCheckGroup once the statement's transaction
 	// committed. When it is false after an error, nothing was written.
 	Committed bool
 }
 
-// HoldCheckAfter is [Service.HoldCheck] preceded by first, committed on the
-// same connection in the same round trip: the statement, COMMIT, then the
-// hold's BEGIN, lock and check, as one pipeline. It is for a sender whose
-// last write before the provider call must be durable before the call (a
-// ledger row in status "sending"): the write and the hold then cost one
-// round trip and one connection instead of two of each. The commit is
-// synchronous and completes before the hold's transaction begins, so the
-// row is durable before send runs.
-//
-// send runs when the decision allows the message, whatever first returned:
-// a sender whose write found an existing row (an idempotency key already
-// used) tells so from its Scan and returns from send without calling.
-func (s *Service) HoldCheckAfter(ctx context.Context, req CheckRequest, first *Prelude, send func(ctx context.Context) error) (Decision, error) {
-	if err := checkHoldRequest(req); err != nil {
-		return Decision{}, err
-	}
-	if first == nil || first.SQL == "" || first.Scan == nil {
-		return Decision{}, errors.New("consent hold: a prelude needs its statement and its Scan")
-	}
-	first.Committed = false
-	return s.hold(ctx, req.TenantID, req.ContactID, &req, first, send)
+// GroupMember is one send of a [Service.HoldCheckGroup].
+type GroupMember struct {
+	// Ctx is the send's own context. The decision is taken in it, so the
+	// mark of a STOP or START confirmation (see Notifier) reaches it.
+	Ctx context.Context
+	// Req is the send's check; Req.ContactID is required.
+	Req CheckRequest
+	// Decision is the answer to Req, set before send runs.
+	Decision Decision
 }
 
-// hold opens the held transaction, takes the lock and, when req is given,
-// checks it, all in one batch (after first and its commit, when given);
-// then runs send (when allowed) and releases the lock by rolling back.
-func (s *Service) hold(ctx context.Context, tenantID, contactID string, req *CheckRequest, first *Prelude, send func(ctx context.Context) error) (Decision, error) {
+// HoldCheckGroup is [Service.HoldCheck] for many sends at once: one
+// transaction takes every member's contact lock in shared mode (one
+// statement, in a fixed order) and checks every member (one statement), so
+// a group costs the round trip and the statements of a single hold. It is
+// for a sender that gathers the sends arriving together, as a database
+// gathers concurrent commits.
+//
+// first, when given, is committed on the same connection in the same round
+// trip before the hold's transaction begins: the statement, COMMIT, then
+// BEGIN, the locks and the checks, as one pipeline. It is for a sender whose
+// last write before the provider calls must be durable before them (ledger
+// rows in status "sending"): the commit is synchronous and completes before
+// the hold's transaction begins. An error in first skips everything after
+// it: nothing is written, nothing is locked, send does not run.
+//
+// send runs once, after every member's Decision is set, whether or not any
+// allows its message: it makes the allowed members' provider calls (in
+// parallel, as it likes) and returns when they are done. Every member's
+// lock is held until send returns, so an opt-out of any member's contact
+// either committed before the check or commits after send returned. Unlike
+// Hold's, send's context gives no access to the held transaction.
+func (s *Service) HoldCheckGroup(ctx context.Context, members []GroupMember, first *Prelude, send func(ctx context.Context) error) error {
+	if len(members) == 0 {
+		return errors.New("consent hold: a group needs a member")
+	}
+	for _, m := range members {
+		if err := checkHoldRequest(m.Req); err != nil {
+			return err
+		}
+		if m.Ctx == nil {
+			return errors.New("consent hold: a group member needs its context")
+		}
+	}
+	if first != nil {
+		if first.SQL == "" || first.Scan == nil {
+			return errors.New("consent hold: a prelude needs its statement and its Scan")
+		}
+		first.Committed = false
+	}
+	return s.hold(ctx, members, true, first, send)
+}
+
+// hold opens the held transaction, takes the members' locks and, when check
+// is set, checks them, all in one batch (after first and its commit, when
+// given); then runs send and releases the locks by rolling back.
+func (s *Service) hold(ctx context.Context, members []GroupMember, check bool, first *Prelude, send func(ctx context.Context) error) error {
 	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return Decision{}, fmt.Errorf("consent hold: acquiring a connection: %w", err)
+		return fmt.Errorf("consent hold: acquiring a connection: %w", err)
 	}
 	defer func() {
 		// Nothing is written in the transaction; rolling back just releases
-		// the lock. Should the rollback fail, the pool sees the connection
+		// the locks. Should the rollback fail, the pool sees the connection
 		// still inside a transaction at Release and closes it, which
-		// releases the lock too.
+		// releases the locks too.
 		if conn.Conn().PgConn().TxStatus() != 'I' {
 			_, _ = conn.Exec(context.WithoutCancel(ctx), "ROLLBACK")
 		}
 		conn.Release()
 	}()
 	var isolation string
-	var st consentState
+	states := make([]consentState, len(members))
 	b := &pgx.Batch{}
 	if first != nil {
 		// The statements of a pipeline before an explicit COMMIT form an
 		// implicit transaction that the COMMIT ends, synchronously, before
 		// the BEGIN below runs; an error in first skips the rest.
-		b.Queue(first.SQL, first.Args...).QueryRow(first.Scan)
+		b.Queue(first.SQL, first.Args...).Query(first.Scan)
 		b.Queue("COMMIT").Exec(func(pgconn.CommandTag) error {
 			first.Committed = true
 			return nil
 		})
 	}
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
-	b.Queue(lockSQL, lockNamespace, contactID).QueryRow(func(row pgx.Row) error {
-		return row.Scan(&isolation, new(bool))
-	})
-	if req != nil {
-		b.Queue(checkQuery, req.TenantID, req.ContactID, req.Phone).QueryRow(st.scan)
+	// checkQuery's cost scales with its arrays, whose length a custom plan
+	// knows and the generic plan guesses: left to choose, Postgres would
+	// plan it anew for every group (most of a group's cost), for the same
+	// plan. Its plan is one index probe per member whatever the length.
+	b.Queue("SET LOCAL plan_cache_mode = force_generic_plan")
+	var contactIDs []string
+	if len(members) == 1 {
+		b.Queue(lockSQL, lockNamespace, members[0].Req.ContactID).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&isolation, new(bool))
+		})
+		contactIDs = []string{members[0].Req.ContactID}
+	} else {
+		contactIDs = make([]string, len(members))
+		for i, m := range members {
+			contactIDs[i] = m.Req.ContactID
+		}
+		b.Queue(lockGroupSQL, lockNamespace, contactIDs).QueryRow(func(row pgx.Row) error {
+			return row.Scan(&isolation, new(bool))
+		})
+	}
+	if check {
+		tenants, phones := make([]string, len(members)), make([]string, len(members))
+		for i, m := range members {
+			tenants[i], phones[i] = m.Req.TenantID, m.Req.Phone
+		}
+		b.Queue(checkQuery, tenants, contactIDs, phones).Query(func(rows pgx.Rows) error {
+			return scanStates(rows, states)
+		})
 	}
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
-		return Decision{}, fmt.Errorf("consent hold: locking and checking consent of contact %s: %w", contactID, err)
+		return fmt.Errorf("consent hold: locking and checking consent of %s: %w", describeContacts(contactIDs), err)
 	}
 	if isolation != "read committed" {
 		// Cannot happen with the BEGIN above; kept as the same guard CheckTx has.
-		return Decision{}, fmt.Errorf("consent hold: transaction isolation is %s, not read committed", isolation)
+		return fmt.Errorf("consent hold: transaction isolation is %s, not read committed", isolation)
 	}
-	dec := Decision{Allowed: true}
-	if req != nil {
-		if dec, err = s.decide(ctx, *req, st); err != nil || !dec.Allowed {
-			return dec, err
+	if check {
+		for i := range members {
+			if members[i].Decision, err = s.decide(members[i].Ctx, members[i].Req, states[i]); err != nil {
+				return err
+			}
 		}
 	}
-	return dec, send(context.WithValue(ctx, holdKey{}, &hold{tenantID: tenantID, contactID: contactID, tx: conn}))
+	sctx := ctx
+	if len(members) == 1 {
+		sctx = context.WithValue(ctx, holdKey{}, &hold{tenantID: members[0].Req.TenantID, contactID: members[0].Req.ContactID, tx: conn})
+	}
+	return send(sctx)
+}
+
+// describeContacts names the contacts of a hold in an error.
+func describeContacts(ids []string) string {
+	if len(ids) == 1 {
+		return "contact " + ids[0]
+	}
+	return fmt.Sprintf("%d contacts", len(ids))
 }
 
 // querier is a pool or a transaction.
 type querier interface {
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// checkQuery reads, for tenant $1, contact $2 and phone $3 (or the contact's
-// phone when $3 is empty), whether the number is excluded and the latest
-// action per ledger purpose. Each subquery is one probe of an index. A
-// contact known only by its LID has no phone (NULL): exclusions are by
-// phone, so it is never excluded; its consent records, by contact id, apply.
+// checkQuery reads, for each tenant, contact and phone of the arrays $1,
+// $2 and $3 (the contact's phone when the phone is empty), in their order,
+// whether the number is excluded and the latest action per ledger purpose.
+// Each subquery is one probe of an index. A contact known only by its LID
+// has no phone (NULL): exclusions are by phone, so it is never excluded; its
+// consent records, by contact id, apply. The contact and its records are
+// found by contact id alone and their tenant compared with IS NOT DISTINCT
+// FROM, which no index serves: a plan cached while the tables were empty
+// cannot pick an index by tenant and scan the tenant's rows on every check.
 const checkQuery = `
-WITH target AS (
-    SELECT COALESCE(NULLIF($3::text, ''), (SELECT phone FROM contacts WHERE tenant_id = $1 AND id = $2)) AS phone
-)
 SELECT
-    EXISTS (SELECT 1 FROM exclusions e, target t WHERE e.tenant_id = $1 AND e.phone = t.phone),
-    COALESCE((SELECT action FROM consent_records
-              WHERE contact_id = $2 AND purpose = 'marketing' AND tenant_id = $1
-              ORDER BY occurred_at DESC, id DESC LIMIT 1), ''),
-    COALESCE((SELECT action FROM consent_records
-              WHERE contact_id = $2 AND purpose = 'utility' AND tenant_id = $1
-              ORDER BY occurred_at DESC, id DESC LIMIT 1), '')`
+    EXISTS (SELECT 1 FROM exclusions e
+            WHERE e.tenant_id = u.tenant_id
+              AND e.phone = COALESCE(NULLIF(u.phone, ''),
+                                     (SELECT c.phone FROM contacts c
+                                      WHERE c.id = u.contact_id AND c.tenant_id IS NOT DISTINCT FROM u.tenant_id))),
+    COALESCE((SELECT r.action FROM consent_records r
+              WHERE r.contact_id = u.contact_id AND r.purpose = 'marketing' AND r.tenant_id IS NOT DISTINCT FROM u.tenant_id
+              ORDER BY r.occurred_at DESC, r.id DESC LIMIT 1), ''),
+    COALESCE((SELECT r.action FROM consent_records r
+              WHERE r.contact_id = u.contact_id AND r.purpose = 'utility' AND r.tenant_id IS NOT DISTINCT FROM u.tenant_id
+              ORDER BY r.occurred_at DESC, r.id DESC LIMIT 1), '')
+FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(tenant_id, contact_id, phone, n)
+ORDER BY u.n`
 
 var sendPurposes = map[string]bool{PurposeMarketing: true, PurposeUtility: true, PurposeService: true, PurposeAuthentication: true}
 
@@ -285,9 +375,25 @@ type consentState struct {
 	marketing, utility string
 }
 
-func (st *consentState) scan(row pgx.Row) error {
-	if err := row.Scan(&st.excluded, &st.marketing, &st.utility); err != nil {
+// scanStates reads checkQuery's rows into states, one per request.
+func scanStates(rows pgx.Rows, states []consentState) error {
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		if n == len(states) {
+			return errors.New("reading consent state: more rows than requests")
+		}
+		st := &states[n]
+		if err := rows.Scan(&st.excluded, &st.marketing, &st.utility); err != nil {
+			return fmt.Errorf("reading consent state: %w", err)
+		}
+		n++
+	}
+	if err := rows.Err(); err != nil {
 		return fmt.Errorf("reading consent state: %w", err)
+	}
+	if n != len(states) {
+		return fmt.Errorf("reading consent state: %d rows for %d requests", n, len(states))
 	}
 	return nil
 }
@@ -299,11 +405,15 @@ func (s *Service) check(ctx context.Context, q querier, req CheckRequest) (Decis
 	if !sendPurposes[req.Purpose] {
 		return Decision{}, fmt.Errorf("consent check: unknown purpose %q", req.Purpose)
 	}
-	var st consentState
-	if err := st.scan(q.QueryRow(ctx, checkQuery, req.TenantID, req.ContactID, req.Phone)); err != nil {
+	states := make([]consentState, 1)
+	rows, err := q.Query(ctx, checkQuery, []string{req.TenantID}, []string{req.ContactID}, []string{req.Phone})
+	if err == nil {
+		err = scanStates(rows, states)
+	}
+	if err != nil {
 		return Decision{}, fmt.Errorf("consent check: reading consent of contact %s: %w", req.ContactID, err)
 	}
-	return s.decide(ctx, req, st)
+	return s.decide(ctx, req, states[0])
 }
 
 // decide turns the consent state of a contact into the decision on req.

@@ -787,19 +787,16 @@ func TestIntegrationStopVersusSend(t *testing.T) {
 		}
 	})
 
-	t.Run("HoldCheckAfter commits its prelude before the hold, keeps the STOP protocol, and writes nothing on an error", func(t *testing.T) {
-		id, phone := e.contact(t, e.tenantA)
-		e.record(t, e.tenantA, id, "opt_in", past, "marketing")
+	t.Run("HoldCheckGroup commits its prelude before the hold, keeps the STOP protocol for every member, and writes nothing on an error", func(t *testing.T) {
 		if _, err := e.st.Pool().Exec(ctx, `CREATE TABLE IF NOT EXISTS prelude_probe (k text PRIMARY KEY)`); err != nil {
 			t.Fatal(err)
 		}
-		insert := func(key string, got *string) *Prelude {
-			return &Prelude{SQL: `INSERT INTO prelude_probe (k) VALUES ($1) ON CONFLICT DO NOTHING RETURNING k`, Args: []any{key},
-				Scan: func(r pgx.Row) error {
-					err := r.Scan(got)
-					if errors.Is(err, pgx.ErrNoRows) {
-						return nil
-					}
+		// insert writes keys in one statement and scans those it wrote.
+		insert := func(got *[]string, keys ...string) *Prelude {
+			return &Prelude{SQL: `INSERT INTO prelude_probe (k) SELECT unnest($1::text[]) ON CONFLICT DO NOTHING RETURNING k`, Args: []any{keys},
+				Scan: func(rows pgx.Rows) error {
+					ks, err := pgx.CollectRows(rows, pgx.RowTo[string])
+					*got = ks
 					return err
 				}}
 		}
@@ -810,35 +807,46 @@ func TestIntegrationStopVersusSend(t *testing.T) {
 			}
 			return n == 1
 		}
+		member := func(id, purpose string) GroupMember {
+			return GroupMember{Ctx: ctx, Req: CheckRequest{TenantID: e.tenantA, ContactID: id, Purpose: purpose}}
+		}
+
+		// Three contacts in one group: opted in, never asked, excluded.
+		in, phoneIn := e.contact(t, e.tenantA)
+		e.record(t, e.tenantA, in, "opt_in", past, "marketing")
+		none, _ := e.contact(t, e.tenantA)
+		excluded, phoneExcluded := e.contact(t, e.tenantA)
+		e.record(t, e.tenantA, excluded, "opt_in", past, "marketing")
+		if _, err := e.svc.AddExclusion(ctx, e.tenantA, phoneExcluded, "asked by phone"); err != nil {
+			t.Fatal(err)
+		}
 
 		var seq atomic.Int64
 		var providerAt, stopAt int64
-		var got string
-		first := insert("k1", &got)
+		var got []string
+		first := insert(&got, "g1", "g2")
+		members := []GroupMember{member(in, PurposeMarketing), member(none, PurposeMarketing), member(excluded, PurposeUtility)}
 		checked := make(chan struct{})
 		done := make(chan error, 1)
 		go func() {
-			d, err := e.svc.HoldCheckAfter(ctx, CheckRequest{TenantID: e.tenantA, ContactID: id, Purpose: PurposeMarketing}, first, func(ctx context.Context) error {
-				// The prelude is durable and visible to others before the call.
-				if !visible("k1") {
-					return errors.New("the prelude's row is not committed when send runs")
+			done <- e.svc.HoldCheckGroup(ctx, members, first, func(ctx context.Context) error {
+				// The prelude is durable and visible to others before the calls.
+				if !visible("g1") || !visible("g2") {
+					return errors.New("the prelude's rows are not committed when send runs")
 				}
 				close(checked)
-				time.Sleep(300 * time.Millisecond) // the provider call
+				time.Sleep(300 * time.Millisecond) // the provider calls
 				providerAt = seq.Add(1)
 				return nil
 			})
-			if err == nil && !d.Allowed {
-				err = fmt.Errorf("HoldCheckAfter refused before the STOP: %+v", d)
-			}
-			done <- err
 		}()
 		select {
 		case <-checked:
 		case err := <-done:
-			t.Fatalf("HoldCheckAfter ended before its send: %v", err)
+			t.Fatalf("HoldCheckGroup ended before its send: %v", err)
 		}
-		if _, err := e.apply(t, e.keywordEvent(phone, "wamid.WAITHCA", "STOP")); err != nil {
+		// A STOP of the allowed member waits for the group's calls.
+		if _, err := e.apply(t, e.keywordEvent(phoneIn, "wamid.WAITHCG", "STOP")); err != nil {
 			t.Fatal(err)
 		}
 		stopAt = seq.Add(1)
@@ -846,45 +854,59 @@ func TestIntegrationStopVersusSend(t *testing.T) {
 			t.Fatal(err)
 		}
 		if providerAt == 0 || providerAt > stopAt {
-			t.Errorf("the STOP was stored (seq %d) before the in-flight send reached the provider (seq %d)", stopAt, providerAt)
+			t.Errorf("the STOP was stored (seq %d) before the group's calls ended (seq %d)", stopAt, providerAt)
 		}
-		if !first.Committed || got != "k1" {
+		if !first.Committed || strings.Join(got, ",") != "g1,g2" {
 			t.Errorf("prelude committed %v, scanned %q", first.Committed, got)
 		}
-
-		// After the STOP: refused, but the prelude's write stands (the
-		// caller records the refusal on it).
-		got = ""
-		first = insert("k2", &got)
-		sent := false
-		d, err := e.svc.HoldCheckAfter(ctx, CheckRequest{TenantID: e.tenantA, ContactID: id, Purpose: PurposeMarketing}, first,
-			func(context.Context) error { sent = true; return nil })
-		if err != nil || d.Allowed || d.Reason != ReasonOptedOut || sent || !first.Committed || got != "k2" || !visible("k2") {
-			t.Errorf("after the STOP: %+v, %v, sent %v, committed %v, scanned %q", d, err, sent, first.Committed, got)
+		want := []Decision{{Allowed: true}, {Reason: ReasonNoMarketingConsent}, {Reason: ReasonExcluded}}
+		for i, m := range members {
+			if m.Decision != want[i] {
+				t.Errorf("member %d: decision %+v, want %+v", i, m.Decision, want[i])
+			}
 		}
 
-		// A conflict returns no row; the hold still runs its check (STOP
-		// opted the contact out of every purpose).
-		got = ""
-		first = insert("k2", &got)
-		d, err = e.svc.HoldCheckAfter(ctx, CheckRequest{TenantID: e.tenantA, ContactID: id, Purpose: PurposeUtility}, first,
-			func(context.Context) error { return nil })
-		if err != nil || d.Reason != ReasonOptedOut || !first.Committed || got != "" {
-			t.Errorf("a conflicting prelude: %+v, %v, committed %v, scanned %q", d, err, first.Committed, got)
+		// After the STOP: refused; a conflicting prelude returns no row and
+		// the check still runs.
+		got = nil
+		first = insert(&got, "g1")
+		members = []GroupMember{member(in, PurposeUtility)}
+		if err := e.svc.HoldCheckGroup(ctx, members, first, func(context.Context) error { return nil }); err != nil ||
+			members[0].Decision.Reason != ReasonOptedOut || !first.Committed || len(got) != 0 {
+			t.Errorf("after the STOP, a conflicting prelude: %+v, %v, committed %v, scanned %q", members[0].Decision, err, first.Committed, got)
+		}
+
+		// The same contact twice in a group is locked once and checked twice.
+		members = []GroupMember{member(none, PurposeUtility), member(none, PurposeMarketing)}
+		if err := e.svc.HoldCheckGroup(ctx, members, nil, func(context.Context) error { return nil }); err != nil ||
+			!members[0].Decision.Allowed || members[1].Decision.Reason != ReasonNoMarketingConsent {
+			t.Errorf("one contact twice: %+v, %+v, %v", members[0].Decision, members[1].Decision, err)
 		}
 
 		// A failing prelude: nothing committed, send not run, the
 		// connection back in the pool outside any transaction.
 		first = &Prelude{SQL: `INSERT INTO prelude_probe (k) VALUES ($1::int::text) RETURNING k`, Args: []any{"not a number"},
-			Scan: func(r pgx.Row) error { return r.Scan(new(string)) }}
-		sent = false
-		_, err = e.svc.HoldCheckAfter(ctx, CheckRequest{TenantID: e.tenantA, ContactID: id, Purpose: PurposeUtility}, first,
+			Scan: func(rows pgx.Rows) error { rows.Close(); return rows.Err() }}
+		sent := false
+		err := e.svc.HoldCheckGroup(ctx, []GroupMember{member(none, PurposeUtility)}, first,
 			func(context.Context) error { sent = true; return nil })
 		if err == nil || first.Committed || sent {
 			t.Errorf("a failing prelude: err %v, committed %v, sent %v", err, first.Committed, sent)
 		}
 		if visible("not a number") {
 			t.Error("the failing prelude wrote its row")
+		}
+
+		// Bad groups are refused before any statement.
+		for name, ms := range map[string][]GroupMember{
+			"empty":           nil,
+			"no contact":      {member("", PurposeUtility)},
+			"no context":      {{Req: CheckRequest{TenantID: e.tenantA, ContactID: none, Purpose: PurposeUtility}}},
+			"unknown purpose": {member(none, "newsletter")},
+		} {
+			if err := e.svc.HoldCheckGroup(ctx, ms, nil, func(context.Context) error { return nil }); err == nil {
+				t.Errorf("%s group accepted", name)
+			}
 		}
 	})
 

@@ -16,8 +16,8 @@ import (
 type ConsentService struct{ *consent.Service }
 
 var (
-	_ Consent        = ConsentService{}
-	_ PipelinedGuard = ConsentService{}
+	_ Consent    = ConsentService{}
+	_ GroupGuard = ConsentService{}
 )
 
 // Check implements Consent.
@@ -37,11 +37,9 @@ func (c ConsentService) HoldCheck(ctx context.Context, q ConsentQuery, send func
 	return ConsentDecision{Allowed: d.Allowed, Reason: d.Reason, DeferUntil: d.DeferUntil}, err
 }
 
-// HoldCheckAfter implements PipelinedGuard.
-func (c ConsentService) HoldCheckAfter(ctx context.Context, q ConsentQuery, first *consent.Prelude, send func(ctx context.Context) error) (ConsentDecision, error) {
-	d, err := c.Service.HoldCheckAfter(ctx, consent.CheckRequest{TenantID: q.TenantID, ContactID: q.ContactID,
-		Phone: q.Phone, Purpose: string(q.Purpose), At: q.At}, first, send)
-	return ConsentDecision{Allowed: d.Allowed, Reason: d.Reason, DeferUntil: d.DeferUntil}, err
+// HoldCheckGroup implements GroupGuard.
+func (c ConsentService) HoldCheckGroup(ctx context.Context, members []consent.GroupMember, first *consent.Prelude, send func(ctx context.Context) error) error {
+	return c.Service.HoldCheckGroup(ctx, members, first, send)
 }
 
 // Notifier sends consent's STOP / START confirmations through a Service.

@@ -71,14 +71,15 @@ type SendGuard interface {
 	HoldCheck(ctx context.Context, q ConsentQuery, send func(ctx context.Context) error) (ConsentDecision, error)
 }
 
-// PipelinedGuard is a SendGuard that can also commit a new send's ledger row
-// in the round trip that takes the hold (consent's HoldCheckAfter): the row
-// is durable before send runs, as when it is written first, for one round
-// trip and one connection instead of two. A Service whose Guard implements
-// it uses it for every first attempt of a send; ConsentService does.
-type PipelinedGuard interface {
+// GroupGuard is a SendGuard that can also hold many new sends at once and
+// commit their ledger rows in the round trip that takes the hold (consent's
+// HoldCheckGroup): the rows are durable before the calls, as when they are
+// written first, and a group costs one round trip, one connection and the
+// statements of a single send. A Service whose Guard implements it takes
+// every first attempt of a send through a group; ConsentService does.
+type GroupGuard interface {
 	SendGuard
-	HoldCheckAfter(ctx context.Context, q ConsentQuery, first *consent.Prelude, send func(ctx context.Context) error) (ConsentDecision, error)
+	HoldCheckGroup(ctx context.Context, members []consent.GroupMember, first *consent.Prelude, send func(ctx context.Context) error) error
 }
 
 // TemplateInfo is what a send needs to know of a template.

@@ -466,7 +466,7 @@ func TestIntegrationStopWins(t *testing.T) {
 }
 
 // TestIntegrationSameKeyRace covers the ledger row committed in the round
-// trip of the consent hold (PipelinedGuard): a send whose idempotency key
+// trip of a group's consent hold (holdGrouper): a send whose idempotency key
 // was taken between its lookup and its write answers with the existing row
 // and calls nothing, whether it lost the race to a concurrent Send or found
 // the row at the write itself.
@@ -527,5 +527,94 @@ func TestIntegrationSameKeyRace(t *testing.T) {
 	var rows int
 	if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE tenant_id = $1 AND idempotency_key = $2`, r.tenantID, "table-7").Scan(&rows); err != nil || rows != 1 {
 		t.Errorf("%d ledger rows for the key (%v), want 1", rows, err)
+	}
+}
+
+// TestIntegrationSendGroups: sends gathered into one group get one row
+// each, a call each when allowed, the same key once, and a refusal for the
+// contact without consent; a row that cannot be written (its conversation
+// gone) fails its own send alone, the group's others going through.
+func TestIntegrationSendGroups(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	r := newPGRig(t)
+	inv := &loggingInvoker{}
+	svc, cs := newPGService(t, r, inv)
+	if svc.groups == nil {
+		t.Fatal("the service takes sends through no groups")
+	}
+	planned := func(to, key string, purpose Purpose) *plan {
+		t.Helper()
+		r.openWindow(t, to)
+		p, err := svc.plan(ctx, SendRequest{TenantID: r.tenantID, ConnectionID: r.connID, To: to, Kind: KindText,
+			Text: "hello", Purpose: purpose, IdempotencyKey: key})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &p
+	}
+	run := func(plans ...*plan) []groupResult {
+		t.Helper()
+		group := make([]*groupSend, len(plans))
+		for i, p := range plans {
+			group[i] = &groupSend{ctx: ctx, p: p, done: make(chan groupResult, 1)}
+		}
+		svc.groups.runGroup(group)
+		out := make([]groupResult, len(plans))
+		for i, gs := range group {
+			out[i] = <-gs.done
+		}
+		return out
+	}
+	optedIn := planned("+393330000101", "g-1", PurposeMarketing)
+	if _, err := cs.Record(ctx, r.tenantID, consent.NewRecord{ContactID: optedIn.rcpt.ContactID, Purposes: []string{consent.PurposeMarketing},
+		Action: consent.ActionOptIn, Source: "test"}); err != nil {
+		t.Fatal(err)
+	}
+	noConsent := planned("+393330000102", "g-2", PurposeMarketing)
+	service := planned("+393330000103", "g-3", PurposeService)
+	sameKey := planned("+393330000104", "g-3", PurposeService) // the key of the send before
+
+	res := run(optedIn, noConsent, service, sameKey)
+	for i, want := range []struct {
+		called, existing, refused bool
+	}{{called: true}, {refused: true}, {called: true}, {existing: true}} {
+		got := res[i]
+		if got.writeErr != nil || got.holdErr != nil || got.callErr != nil || got.called != want.called ||
+			got.existing != want.existing || (got.refusal != nil) != want.refused {
+			t.Errorf("send %d: %+v, want %+v", i, got, want)
+		}
+		if !want.existing && (got.row.Status != StatusSending || got.row.ID == "") {
+			t.Errorf("send %d: row %s status %s, want its row in status sending", i, got.row.ID, got.row.Status)
+		}
+	}
+	if res[1].refusal != nil && res[1].refusal.Reason != ReasonNoMarketingConsent {
+		t.Errorf("refusal %q, want %s", res[1].refusal.Reason, ReasonNoMarketingConsent)
+	}
+	if calls := inv.calls(); len(calls) != 2 {
+		t.Errorf("%d calls, want 2 (opted in, service)", len(calls))
+	}
+
+	// A row whose conversation is gone breaks the group's statement: it
+	// fails alone, the others are written and called.
+	good1 := planned("+393330000105", "g-5", PurposeService)
+	bad := planned("+393330000106", "g-6", PurposeService)
+	bad.row.ConversationID = "cv_gone"
+	good2 := planned("+393330000107", "g-7", PurposeService)
+	res = run(good1, bad, good2)
+	if res[1].writeErr == nil || res[1].called {
+		t.Errorf("the bad row: %+v, want a write error and no call", res[1])
+	}
+	for _, i := range []int{0, 2} {
+		if res[i].writeErr != nil || !res[i].called || res[i].callErr != nil {
+			t.Errorf("send %d beside the bad row: %+v, want written and called", i, res[i])
+		}
+	}
+	var rows int
+	if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE tenant_id = $1 AND idempotency_key IN ('g-5', 'g-6', 'g-7')`, r.tenantID).Scan(&rows); err != nil || rows != 2 {
+		t.Errorf("%d rows for the three keys (%v), want 2", rows, err)
+	}
+	if calls := inv.calls(); len(calls) != 4 {
+		t.Errorf("%d calls in all, want 4", len(calls))
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/ponte-hub/ponte/core/consent"
 	"github.com/ponte-hub/ponte/core/invoke"
 	"github.com/ponte-hub/ponte/core/store"
 	"github.com/ponte-hub/ponte/plugins/sdk"
@@ -114,6 +113,10 @@ type Service struct {
 
 	closeFn  func()
 	inFlight chan struct{} // a slot per send under the consent lock
+	// groups takes new sends through the consent hold in groups; nil when
+	// the guard cannot (the unit tests' fakes), and then each send holds
+	// on its own.
+	groups *holdGrouper
 
 	tmplMu    sync.Mutex
 	tmplCache map[templateKey]cachedTemplate
@@ -155,6 +158,13 @@ func New(cfg Config) (*Service, error) {
 	l := &ledger{pool: cfg.Pool, sent: newSentWriter(cfg.Pool)}
 	s := newService(cfg, l)
 	s.closeFn = l.sent.close
+	if g, ok := cfg.Guard.(GroupGuard); ok {
+		s.groups = newHoldGrouper(s, g)
+		s.closeFn = func() {
+			s.groups.close()
+			l.sent.close()
+		}
+	}
 	s.fromMe = func(ctx context.Context, tenantID, connectionID, wamid string) (bool, error) {
 		var out bool
 		err := cfg.Pool.QueryRow(ctx, `SELECT direction = 'out' FROM messages
@@ -734,19 +744,13 @@ func (s *Service) refuse(ctx context.Context, p plan, ref *RefusedError) (Messag
 // finally the record of its outcome. A non-zero retryAfter means the
 // provider throttled the call and nothing was sent.
 //
-// With a PipelinedGuard, a new row is committed on the hold's connection in
-// the round trip that takes the hold. Otherwise the row is written before
-// Hold, not inside it: Hold keeps a connection for its lock, and a send that
+// With a GroupGuard, a new row is committed with the rows of the sends that
+// arrived with it, in the round trip that takes their hold (holdGrouper).
+// Otherwise the row is written before Hold, not inside it: Hold keeps a connection for its lock, and a send that
 // needed a second one while holding the first could starve the pool under
 // load (every connection held by a send waiting for another). Inside Hold a
 // send touches the database only through the held transaction.
 func (s *Service) attempt(ctx context.Context, p *plan) (m Message, retryAfter time.Duration, err error) {
-	// Pipelining needs the row written by the guard's connection: the
-	// Postgres ledger, not the unit tests' in-memory one.
-	pipelined, _ := s.guard.(PipelinedGuard)
-	if _, sql := s.ledger.(*ledger); !sql {
-		pipelined = nil
-	}
 	insertWithHold := false
 	switch {
 	case p.row.Status == StatusSending:
@@ -764,7 +768,7 @@ func (s *Service) attempt(ctx context.Context, p *plan) (m Message, retryAfter t
 			return got, 0, replayError(got)
 		}
 		p.row = row
-	case pipelined != nil:
+	case s.groups != nil:
 		insertWithHold = true
 	default:
 		row := p.row
@@ -796,12 +800,12 @@ func (s *Service) attempt(ctx context.Context, p *plan) (m Message, retryAfter t
 		holdErr = ctx.Err()
 	}
 	if holdErr == nil && insertWithHold {
-		existing, writeErr, err := s.insertAndHold(ctx, pipelined, p, &refusal, &called, &out, &callErr)
+		r := s.groups.hold(ctx, p)
 		<-s.inFlight
 		switch {
-		case writeErr != nil:
-			return Message{}, 0, writeErr
-		case existing:
+		case r.writeErr != nil:
+			return Message{}, 0, r.writeErr
+		case r.existing:
 			// The key was taken by an earlier or concurrent Send: its row
 			// is the answer, and nothing was called for this one.
 			got, err := keyHolder(ctx, s.ledger, p.row.TenantID, p.row.IdempotencyKey)
@@ -810,7 +814,8 @@ func (s *Service) attempt(ctx context.Context, p *plan) (m Message, retryAfter t
 			}
 			return got, 0, replayError(got)
 		}
-		holdErr = err
+		p.row = r.row
+		refusal, called, out, callErr, holdErr = r.refusal, r.called, r.out, r.callErr, r.holdErr
 	} else if holdErr == nil {
 		holdErr = s.hold(ctx, p, &refusal, &called, &out, &callErr)
 		<-s.inFlight
@@ -850,56 +855,6 @@ func (s *Service) hold(ctx context.Context, p *plan, refusal **RefusedError, cal
 		*refusal = consentRefusal(dec)
 	}
 	return nil
-}
-
-// insertAndHold is hold for a new send with a PipelinedGuard: the ledger
-// row (status sending) is committed in the round trip that takes the hold,
-// then the check and the call as in hold. existing reports that the
-// idempotency key was taken (nothing written, nothing called); writeErr that
-// the row could not be written (nothing written, nothing called); holdErr,
-// with the row written, is hold's error.
-func (s *Service) insertAndHold(ctx context.Context, g PipelinedGuard, p *plan, refusal **RefusedError, called *bool, out *json.RawMessage, callErr *error) (existing bool, writeErr, holdErr error) {
-	row := p.row
-	row.Status = StatusSending
-	var got Message
-	created := false
-	first := &consent.Prelude{SQL: insertSQL, Args: insertArgs(row), Scan: func(r pgx.Row) error {
-		m, err := scanMessage(r)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil // the key is taken; the hold goes on, and send calls nothing
-		}
-		if err != nil {
-			return err
-		}
-		got, created = m, true
-		return nil
-	}}
-	dec, err := g.HoldCheckAfter(ctx, ConsentQuery{TenantID: row.TenantID, ContactID: p.rcpt.ContactID,
-		Phone: p.rcpt.Phone, Purpose: row.Purpose, At: s.clock.Now()}, first, func(gctx context.Context) error {
-		if !created {
-			return nil
-		}
-		*called = true
-		*out, *callErr = s.call(gctx, p)
-		return nil
-	})
-	if !first.Committed {
-		if err == nil {
-			err = errors.New("the ledger row's commit was not confirmed")
-		}
-		return false, fmt.Errorf("recording message: %w", err), nil
-	}
-	if !created {
-		return true, nil, nil
-	}
-	p.row = got
-	if err != nil {
-		return false, nil, fmt.Errorf("checking consent: %w", err)
-	}
-	if !dec.Allowed {
-		*refusal = consentRefusal(dec)
-	}
-	return false, nil, nil
 }
 
 // call makes the provider call for the plan's row.
