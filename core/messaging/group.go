@@ -43,12 +43,15 @@ type groupSend struct {
 // the idempotency key was taken (nothing written, nothing called); writeErr
 // that the row could not be written (nothing written, nothing called);
 // holdErr, with the row written, that the hold failed (nothing called
-// unless called is set).
+// unless called is set); paceErr, with the row written and nothing called,
+// that the send's context ended while it waited for the number's
+// throughput.
 type groupResult struct {
 	row      Message
 	existing bool
 	writeErr error
 	holdErr  error
+	paceErr  error
 	refusal  *RefusedError
 	called   bool
 	out      json.RawMessage
@@ -56,10 +59,13 @@ type groupResult struct {
 }
 
 const (
-	// groupWorkers is how many groups may be under the hold at once. A
-	// group's calls take a few milliseconds; while they run, the next sends
-	// gather for another worker.
-	groupWorkers = 8
+	// groupWorkers is how many groups may be under the hold at once: two,
+	// so that while one group's calls leave at the number's rate the next
+	// group commits its rows and takes its locks. More workers make smaller
+	// groups and cost more per send (at 1,000 sends a second, 8 workers
+	// averaged 3 sends a group and 1.13 ms of Postgres CPU a send, 2
+	// workers 0.7 ms).
+	groupWorkers = 2
 	maxGroup     = 64
 	// groupTimeout bounds a group's statements (not its calls, which run
 	// under each send's own context).
@@ -208,16 +214,30 @@ func (g *holdGrouper) holdGroup(group []*groupSend) ([]groupResult, bool) {
 				continue
 			}
 			res := &results[i]
-			res.called = true
 			wg.Go(func() {
 				p := *gs.p
 				p.row = row
+				if p.turn != nil {
+					// The token is taken as the call goes, so the calls of
+					// a group leave at the number's rate, not together.
+					if err := g.s.pacer.WaitThroughput(gs.ctx, p.row.ConnectionID, p.channel.Tier); err != nil {
+						res.paceErr = err
+						return
+					}
+					p.turn.Sent()
+				}
+				res.called = true
 				res.out, res.callErr = g.s.call(gs.ctx, &p)
 			})
 		}
 		wg.Wait()
 		return nil
 	})
+	for i, gs := range group {
+		if !results[i].called && gs.p.turn != nil {
+			gs.p.turn.Release() // nothing went to the recipient
+		}
+	}
 	if !first.Committed {
 		if err == nil {
 			err = errors.New("the ledger rows' commit was not confirmed")

@@ -80,27 +80,73 @@ func NewPacer(clock Clock, gap time.Duration) *Pacer {
 // messages per second from the number, or until ctx ends. On success the
 // recipient's next turn is gap after now; on error nothing is consumed.
 func (p *Pacer) Wait(ctx context.Context, number, recipient string, rate int) error {
+	turn, err := p.WaitRecipient(ctx, number, recipient)
+	if err != nil {
+		return err
+	}
+	if err := p.WaitThroughput(ctx, number, rate); err != nil {
+		turn.Release()
+		return err
+	}
+	turn.Sent()
+	return nil
+}
+
+// Turn is a recipient's turn taken by [Pacer.WaitRecipient]: the send it
+// belongs to either goes (Sent, right before the call) or not (Release).
+type Turn struct {
+	p       *Pacer
+	key     string
+	release func()
+}
+
+// WaitRecipient blocks until the recipient's turn on the number comes (the
+// gap after the previous message to it), or until ctx ends; on error
+// nothing is taken. A caller that waits for the number's throughput
+// separately, right before its call ([Pacer.WaitThroughput]), uses it: a
+// send's token is then taken when it goes, not some time before, so sends
+// held up between the two (a group's commit) cannot leave together and
+// trip Meta's bucket.
+func (p *Pacer) WaitRecipient(ctx context.Context, number, recipient string) (Turn, error) {
 	key := number + "\x00" + recipient
 	slot, release := p.reserveRecipient(key)
 	if d := slot.Sub(p.clock.Now()); d > 0 {
 		if err := p.clock.Sleep(ctx, d); err != nil {
 			release()
-			return err
+			return Turn{}, err
 		}
 	}
+	return Turn{p: p, key: key, release: release}, nil
+}
+
+// WaitThroughput blocks until the number may send its next message, at most
+// rate a second, or until ctx ends; on error no token is taken.
+func (p *Pacer) WaitThroughput(ctx context.Context, number string, rate int) error {
 	b := p.bucket(number, rate)
 	at := b.reserve(p.clock.Now())
 	if d := at.Sub(p.clock.Now()); d > 0 {
 		if err := p.clock.Sleep(ctx, d); err != nil {
 			b.giveBack()
-			release()
 			return err
 		}
 	}
-	// The gap counts from when the message actually goes, which a bucket
-	// wait may have pushed past the reserved slot.
-	p.sent(key, p.clock.Now())
 	return nil
+}
+
+// Sent records that the turn's message goes now: the recipient's next turn
+// is gap after now, which a throughput wait may have pushed past the
+// reserved slot.
+func (t Turn) Sent() {
+	if t.p != nil {
+		t.p.sent(t.key, t.p.clock.Now())
+	}
+}
+
+// Release gives the turn back to a send that will not happen.
+func (t Turn) Release() {
+	if t.release != nil {
+		t.release()
+	}
 }
 
 // reserveRecipient takes the recipient's next turn: now when it is free,

@@ -164,3 +164,52 @@ func TestPacerDoesNotBlockOthers(t *testing.T) {
 		t.Errorf("after the cancelled wait, +391 waited %v more", w)
 	}
 }
+
+// TestPacerTurnAndToken: a recipient's turn taken without a token counts
+// its gap from Sent, not from the turn; a released turn leaves the
+// recipient free; and tokens taken as sends go space them at the rate
+// however long they waited after their turn.
+func TestPacerTurnAndToken(t *testing.T) {
+	t.Parallel()
+	clock := newFakeClock()
+	p := NewPacer(clock, 6*time.Second)
+	ctx := context.Background()
+
+	turn, err := p.WaitRecipient(ctx, "con_1", "+391")
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock.Advance(2 * time.Second) // held up (a group's commit, say)
+	turn.Sent()
+	before := clock.Now()
+	if err := p.Wait(ctx, "con_1", "+391", 1000); err != nil {
+		t.Fatal(err)
+	}
+	if waited := clock.Now().Sub(before); waited != 6*time.Second {
+		t.Errorf("the next message to +391 waited %v after the first went, want 6s", waited)
+	}
+
+	turn, err = p.WaitRecipient(ctx, "con_1", "+392")
+	if err != nil {
+		t.Fatal(err)
+	}
+	turn.Release()
+	before = clock.Now()
+	if _, err := p.WaitRecipient(ctx, "con_1", "+392"); err != nil || clock.Now() != before {
+		t.Errorf("after a released turn +392 waited %v (%v), want 0", clock.Now().Sub(before), err)
+	}
+
+	// 100 tokens at 50/s with a burst of 1 (50/20 = 2, tolerance one
+	// interval): the first two at once, then one per 20 ms.
+	start := clock.Now()
+	var last time.Time
+	for range 100 {
+		if err := p.WaitThroughput(ctx, "con_2", 50); err != nil {
+			t.Fatal(err)
+		}
+		last = clock.Now()
+	}
+	if got, want := last.Sub(start), 98*20*time.Millisecond; got != want {
+		t.Errorf("100 tokens at 50/s took %v, want %v", got, want)
+	}
+}

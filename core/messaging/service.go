@@ -249,6 +249,10 @@ type plan struct {
 	tmplErr error
 	// existing marks a re-attempt of a queued or deferred row.
 	existing bool
+	// turn, when set, is the recipient's turn taken by pace for a send that
+	// goes through a group: the number's throughput token is taken in the
+	// group, right before the call (see Pacer.WaitRecipient).
+	turn *Turn
 }
 
 var (
@@ -695,12 +699,29 @@ func (s *Service) run(ctx context.Context, p plan) (Message, error) {
 }
 
 // pace waits the send's turn: the number's throughput and the recipient
-// gap, or a linked-device number's own pacing.
+// gap, or a linked-device number's own pacing. A first attempt that goes
+// through a group waits here for the recipient alone; the group takes its
+// throughput token right before the call.
 func (s *Service) pace(ctx context.Context, p *plan) error {
 	if p.linked() {
 		return s.paceLinked(ctx, p)
 	}
+	if s.grouped(p) {
+		turn, err := s.pacer.WaitRecipient(ctx, p.row.ConnectionID, p.c.To)
+		if err != nil {
+			return err
+		}
+		p.turn = &turn
+		return nil
+	}
 	return s.pacer.Wait(ctx, p.row.ConnectionID, p.c.To, p.channel.Tier)
+}
+
+// grouped reports whether the plan's next attempt goes through a group: a
+// new send (not a re-attempt, not a retry after throttling) from a Cloud
+// API number, with groups on.
+func (s *Service) grouped(p *plan) bool {
+	return s.groups != nil && !p.existing && p.row.Status != StatusSending && !p.linked()
 }
 
 // refuse records a refusal (or a deferral past quiet hours) and reports it.
@@ -768,7 +789,7 @@ func (s *Service) attempt(ctx context.Context, p *plan) (m Message, retryAfter t
 			return got, 0, replayError(got)
 		}
 		p.row = row
-	case s.groups != nil:
+	case s.grouped(p):
 		insertWithHold = true
 	default:
 		row := p.row
@@ -805,6 +826,15 @@ func (s *Service) attempt(ctx context.Context, p *plan) (m Message, retryAfter t
 		switch {
 		case r.writeErr != nil:
 			return Message{}, 0, r.writeErr
+		case r.paceErr != nil:
+			// The caller gave up waiting for the number's throughput: the
+			// row is written, nothing was sent; queue it for the Scheduler.
+			now := s.clock.Now()
+			m, err := s.ledger.settle(context.WithoutCancel(ctx), r.row.TenantID, r.row.ID, StatusQueued, ReasonRateLimited, "", "", &now)
+			if err != nil {
+				return r.row, 0, err
+			}
+			return m, 0, nil
 		case r.existing:
 			// The key was taken by an earlier or concurrent Send: its row
 			// is the answer, and nothing was called for this one.

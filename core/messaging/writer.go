@@ -38,7 +38,7 @@ type sentRes struct {
 }
 
 const (
-	sentWriters  = 4
+	sentWriters  = 2
 	maxSentBatch = 256
 )
 
