@@ -27,6 +27,7 @@ import (
 	"github.com/ponte-hub/ponte/core/pluginhost"
 	"github.com/ponte-hub/ponte/core/store"
 	"github.com/ponte-hub/ponte/deploy/testenv"
+	"github.com/ponte-hub/ponte/plugins/proto/hostrpc"
 	"github.com/ponte-hub/ponte/plugins/sdk"
 )
 
@@ -37,7 +38,7 @@ import (
 // the keys; check_numbers says phones ending in an even digit are on
 // WhatsApp. err, when set, is the answer to every call.
 type linkedPlugin struct {
-	pluginhost.Client // only Manifest and Invoke are called
+	pluginhost.Client // only Manifest, ValidateParams and Invoke are called
 	manifest          sdk.Manifest
 
 	mu    sync.Mutex
@@ -48,7 +49,20 @@ type linkedPlugin struct {
 
 func (p *linkedPlugin) Manifest() sdk.Manifest { return p.manifest }
 
+// ValidateParams checks params against the manifest's schemas, as the
+// plugin host does.
+func (p *linkedPlugin) ValidateParams(action string, params json.RawMessage) error {
+	v, err := hostrpc.NewParamValidator(p.manifest)
+	if err != nil {
+		return err
+	}
+	return v.Validate(action, params)
+}
+
 func (p *linkedPlugin) Invoke(_ context.Context, call sdk.ActionCall) (json.RawMessage, error) {
+	if err := p.ValidateParams(call.Action, call.Params); err != nil {
+		return nil, err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.calls = append(p.calls, call)

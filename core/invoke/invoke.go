@@ -1,11 +1,11 @@
 // Package invoke runs connector actions on behalf of a tenant: it checks that
-// the connection is the tenant's and active, that the connector declares the
-// action, and that the parameters match the action's JSON Schema, before the
-// call reaches the plugin.
+// the connection is the tenant's and active and that the connector declares
+// the action, and the plugin host checks the parameters against the action's
+// JSON Schema (pluginhost.Client), before the call reaches the plugin.
 //
-// Checking here, in the host, means a workflow or an API caller gets an
-// sdk.Invalid error with a precise message without a round trip to the plugin,
-// and a connector never sees parameters its manifest does not allow.
+// Checking in the host means a workflow or an API caller gets an sdk.Invalid
+// error with a precise message without a round trip to the plugin, and a
+// connector never sees parameters its manifest does not allow.
 package invoke
 
 import (
@@ -14,10 +14,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
-	"sync"
-
-	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/ponte-hub/ponte/core/pluginhost"
 	"github.com/ponte-hub/ponte/core/store"
@@ -54,18 +50,8 @@ type Invoker struct {
 	conns      Connections
 	connectors Connectors
 
-	mu      sync.Mutex
-	schemas map[schemaKey]*jsonschema.Schema
-
 	owners    SessionOwners // nil: every call runs locally
 	forwarder *Forwarder
-}
-
-// schemaKey identifies a compiled parameter schema. The connector's version is
-// part of it so a plugin upgraded in place (new manifest) is validated against
-// its new schema, not a cached old one.
-type schemaKey struct {
-	connector, version, action string
 }
 
 // New returns an Invoker resolving connections with conns and plugins with
@@ -81,7 +67,7 @@ func New(conns Connections, connectors Connectors) *Invoker {
 	if _, cached := conns.(*store.ConnectionCache); !cached {
 		conns = store.NewConnectionCache(conns, store.DefaultConnectionCacheTTL)
 	}
-	return &Invoker{conns: conns, connectors: connectors, schemas: map[schemaKey]*jsonschema.Schema{}}
+	return &Invoker{conns: conns, connectors: connectors}
 }
 
 // Invoke checks the call and runs it through the connector's plugin.
@@ -123,8 +109,11 @@ func (inv *Invoker) run(ctx context.Context, call Call, p prepared) (json.RawMes
 // Validate runs every check Invoke runs (connection, action, parameters)
 // without calling the connector, so a caller can refuse a request up front.
 func (inv *Invoker) Validate(ctx context.Context, call Call) error {
-	_, err := inv.prepare(ctx, call)
-	return err
+	p, err := inv.prepare(ctx, call)
+	if err != nil {
+		return err
+	}
+	return p.client.ValidateParams(call.Action, p.params)
 }
 
 // prepared is a call that passed every check.
@@ -170,90 +159,12 @@ func (inv *Invoker) prepare(ctx context.Context, call Call) (prepared, error) {
 	if len(bytes.TrimSpace(params)) == 0 || bytes.Equal(bytes.TrimSpace(params), []byte("null")) {
 		params = json.RawMessage("{}")
 	}
-	if err := inv.validateParams(manifest, *action, params); err != nil {
-		return prepared{}, err
-	}
+	// The parameters are checked against the action's schema by the client,
+	// in Invoke or ValidateParams: once per call.
 	return prepared{
 		conn:      sdk.Connection{ID: conn.ID, TenantID: conn.TenantID, Config: cfg},
 		connector: conn.Connector,
 		client:    client,
 		params:    params,
 	}, nil
-}
-
-// validateParams checks params against the action's schema. An action without
-// a schema takes any JSON object.
-func (inv *Invoker) validateParams(m sdk.Manifest, a sdk.Action, params json.RawMessage) error {
-	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(params))
-	if err != nil {
-		return sdk.Invalid("parameters of %s are not valid JSON: %v", a.Name, err)
-	}
-	if _, ok := inst.(map[string]any); !ok {
-		return sdk.Invalid("parameters of %s must be a JSON object", a.Name)
-	}
-	sch, err := inv.schema(m, a)
-	if err != nil {
-		return err
-	}
-	if sch == nil {
-		return nil
-	}
-	if err := sch.Validate(inst); err != nil {
-		var verr *jsonschema.ValidationError
-		if errors.As(err, &verr) {
-			return &sdk.Error{Kind: sdk.KindInvalid, Message: fmt.Sprintf("parameters of %s: %s", a.Name, describe(verr)), Err: err}
-		}
-		return sdk.Invalid("validating parameters of %s: %v", a.Name, err)
-	}
-	return nil
-}
-
-// schema returns the compiled parameter schema of an action, compiling it once
-// per connector version. A schema that does not compile is the connector's
-// bug; the call is refused as permanent rather than sent unchecked.
-func (inv *Invoker) schema(m sdk.Manifest, a sdk.Action) (*jsonschema.Schema, error) {
-	if len(bytes.TrimSpace(a.Params)) == 0 {
-		return nil, nil
-	}
-	key := schemaKey{m.Name, m.Version, a.Name}
-	inv.mu.Lock()
-	sch, ok := inv.schemas[key]
-	inv.mu.Unlock()
-	if ok {
-		return sch, nil
-	}
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(a.Params))
-	if err != nil {
-		return nil, sdk.Permanent("connector %s declares an unreadable schema for %s: %v", m.Name, a.Name, err)
-	}
-	c := jsonschema.NewCompiler()
-	// No loader: a manifest's schema must be self-contained. Without this the
-	// compiler would follow file:// references a plugin put in its schema.
-	c.UseLoader(jsonschema.SchemeURLLoader{})
-	url := "ponte:///" + m.Name + "/" + a.Name + ".params.json"
-	if err := c.AddResource(url, doc); err != nil {
-		return nil, sdk.Permanent("connector %s declares an invalid schema for %s: %v", m.Name, a.Name, err)
-	}
-	sch, err = c.Compile(url)
-	if err != nil {
-		return nil, sdk.Permanent("connector %s declares an invalid schema for %s: %v", m.Name, a.Name, err)
-	}
-	inv.mu.Lock()
-	inv.schemas[key] = sch
-	inv.mu.Unlock()
-	return sch, nil
-}
-
-// describe flattens a validation error into one line naming each failing
-// location, e.g. "at '/amount': minimum: got 0, want 1".
-func describe(verr *jsonschema.ValidationError) string {
-	lines := strings.Split(strings.TrimSpace(verr.Error()), "\n")
-	// The first line only repeats the schema's URL; the causes follow it.
-	if len(lines) > 1 {
-		lines = lines[1:]
-	}
-	for i, l := range lines {
-		lines[i] = strings.TrimLeft(strings.TrimSpace(l), "- ")
-	}
-	return strings.Join(lines, "; ")
 }

@@ -618,6 +618,18 @@ func (c *connectorClient) Handshake(ctx context.Context, conn sdk.Connection, re
 	return res, c.result(ctx, "answering a handshake", err)
 }
 
+// ValidateParams implements Client with the schemas compiled when the plugin
+// last started; it needs no running plugin.
+func (c *connectorClient) ValidateParams(action string, params json.RawMessage) error {
+	c.m.mu.RLock()
+	v := c.m.params
+	c.m.mu.RUnlock()
+	if v == nil {
+		return fmt.Errorf("%w: connector %s has not started", ErrUnavailable, c.m.wantName)
+	}
+	return v.Validate(action, params)
+}
+
 // Invoke validates the parameters against the action's schema (an Invalid
 // *sdk.Error when they do not match) and runs the action.
 func (c *connectorClient) Invoke(ctx context.Context, call sdk.ActionCall) (json.RawMessage, error) {

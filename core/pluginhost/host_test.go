@@ -324,8 +324,8 @@ func TestIntegrationErrorKinds(t *testing.T) {
 				t.Fatalf("a connector error must not be ErrUnavailable: %v", err)
 			}
 			if name == "bad params" {
-				if got.Kind != sdk.KindInvalid || !strings.Contains(got.Message, "schema") {
-					t.Errorf("got %v, want an Invalid schema error", got)
+				if got.Kind != sdk.KindInvalid || !strings.Contains(got.Message, "/kind") {
+					t.Errorf("got %v, want an Invalid error naming /kind", got)
 				}
 				return
 			}

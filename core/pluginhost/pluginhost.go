@@ -27,7 +27,13 @@ type Client interface {
 	Manifest() sdk.Manifest
 	HandleWebhook(ctx context.Context, conn sdk.Connection, req sdk.WebhookRequest) (sdk.WebhookResult, error)
 	Handshake(ctx context.Context, conn sdk.Connection, req sdk.WebhookRequest) (sdk.HTTPResponse, error)
+	// Invoke validates the call's parameters (see ValidateParams) and runs
+	// the action.
 	Invoke(ctx context.Context, call sdk.ActionCall) (json.RawMessage, error)
+	// ValidateParams checks parameters against the action's schema as Invoke
+	// does, without running it: an Invalid *sdk.Error naming each failing
+	// location, or nil.
+	ValidateParams(action string, params json.RawMessage) error
 	Poll(ctx context.Context, conn sdk.Connection, cursor string) (sdk.PollResult, error)
 	// Connect and Disconnect run the connector's sdk.Lifecycle (a no-op for
 	// connectors without one).

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/ponte-hub/ponte/core/pluginhost"
+	"github.com/ponte-hub/ponte/plugins/proto/hostrpc"
 	"github.com/ponte-hub/ponte/plugins/sdk"
 )
 
@@ -135,7 +136,20 @@ func (c fakeClient) Handshake(context.Context, sdk.Connection, sdk.WebhookReques
 	return sdk.HTTPResponse{}, sdk.Permanent("no webhooks")
 }
 
+// ValidateParams checks params against the manifest's schemas, as the
+// plugin host does.
+func (c fakeClient) ValidateParams(action string, params json.RawMessage) error {
+	v, err := hostrpc.NewParamValidator(c.Manifest())
+	if err != nil {
+		return err
+	}
+	return v.Validate(action, params)
+}
+
 func (c fakeClient) Invoke(_ context.Context, call sdk.ActionCall) (json.RawMessage, error) {
+	if err := c.ValidateParams(call.Action, call.Params); err != nil {
+		return nil, err
+	}
 	c.f.mu.Lock()
 	defer c.f.mu.Unlock()
 	c.f.invokes = append(c.f.invokes, call)

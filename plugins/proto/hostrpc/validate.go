@@ -3,7 +3,9 @@ package hostrpc
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
@@ -44,6 +46,10 @@ func CompileSchema(url string, schema json.RawMessage) (*jsonschema.Schema, erro
 		return nil, fmt.Errorf("parsing schema: %w", err)
 	}
 	c := jsonschema.NewCompiler()
+	// No loader but the built-in meta-schemas: a manifest's schema must be
+	// self-contained. Without this the compiler would follow file:// (and
+	// other) references a plugin put in its schema and read the host's files.
+	c.UseLoader(jsonschema.SchemeURLLoader{})
 	if err := c.AddResource(url, doc); err != nil {
 		return nil, fmt.Errorf("adding schema: %w", err)
 	}
@@ -54,27 +60,56 @@ func CompileSchema(url string, schema json.RawMessage) (*jsonschema.Schema, erro
 	return s, nil
 }
 
-// Validate returns an *sdk.Error of kind Invalid when action is not declared
-// or params do not match its schema. Empty params are validated as {}.
+// Validate returns an *sdk.Error of kind Invalid when action is not declared,
+// params are not a JSON object, or they do not match the action's schema;
+// the message names each failing location. Empty params are validated as {}.
 func (v *ParamValidator) Validate(action string, params json.RawMessage) error {
 	s, ok := v.schemas[action]
 	if !ok {
 		return sdk.Invalid("unknown action %q", action)
 	}
-	if s == nil {
-		return nil
-	}
-	if len(bytes.TrimSpace(params)) == 0 {
+	params = bytes.TrimSpace(params)
+	if len(params) == 0 || bytes.Equal(params, []byte("null")) {
 		params = json.RawMessage("{}")
+	}
+	if params[0] != '{' {
+		if !json.Valid(params) {
+			return sdk.Invalid("parameters of %s are not valid JSON", action)
+		}
+		return sdk.Invalid("parameters of %s must be a JSON object", action)
+	}
+	if s == nil {
+		if !json.Valid(params) {
+			return sdk.Invalid("parameters of %s are not valid JSON", action)
+		}
+		return nil
 	}
 	inst, err := jsonschema.UnmarshalJSON(bytes.NewReader(params))
 	if err != nil {
-		return sdk.Invalid("parameters of action %q are not valid JSON: %v", action, err)
+		return sdk.Invalid("parameters of %s are not valid JSON: %v", action, err)
 	}
 	if err := s.Validate(inst); err != nil {
-		return sdk.Invalid("parameters of action %q do not match its schema: %v", action, err)
+		var verr *jsonschema.ValidationError
+		if errors.As(err, &verr) {
+			return &sdk.Error{Kind: sdk.KindInvalid, Message: fmt.Sprintf("parameters of %s: %s", action, describe(verr)), Err: err}
+		}
+		return sdk.Invalid("validating parameters of %s: %v", action, err)
 	}
 	return nil
+}
+
+// describe turns a validation error into one line listing each failing
+// location and why.
+func describe(verr *jsonschema.ValidationError) string {
+	lines := strings.Split(strings.TrimSpace(verr.Error()), "\n")
+	// The first line only repeats the schema's URL; the causes follow it.
+	if len(lines) > 1 {
+		lines = lines[1:]
+	}
+	for i, l := range lines {
+		lines[i] = strings.TrimLeft(strings.TrimSpace(l), "- ")
+	}
+	return strings.Join(lines, "; ")
 }
 
 // validateSessionUpdate refuses a session report the host cannot record.
