@@ -617,4 +617,39 @@ func TestIntegrationSendGroups(t *testing.T) {
 	if calls := inv.calls(); len(calls) != 4 {
 		t.Errorf("%d calls in all, want 4", len(calls))
 	}
+
+	// A repeated request answers at once with its row, though the
+	// recipient's next turn is a minute away; a new message to the
+	// recipient waits that turn (here until its deadline, recording
+	// nothing).
+	cs2 := consent.New(r.pool, consent.Options{})
+	slow, err := New(Config{Pool: r.pool, Invoker: inv, Consent: ConsentService{cs2}, Guard: ConsentService{cs2},
+		Templates: fakeTemplates{}, RecipientGap: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(slow.Close)
+	r.openWindow(t, "+393330000108")
+	req := SendRequest{TenantID: r.tenantID, ConnectionID: r.connID, To: "+393330000108", Kind: KindText, Text: "hi", IdempotencyKey: "g-8"}
+	first, err := slow.Send(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	again, err := slow.Send(ctx, req)
+	if err != nil || again.ID != first.ID || time.Since(start) > 5*time.Second {
+		t.Errorf("repeated request: row %s (first %s), %v, after %v; want the first row at once", again.ID, first.ID, err, time.Since(start))
+	}
+	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	req.IdempotencyKey = "g-9"
+	if _, err := slow.Send(short, req); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a new message inside the recipient's gap: %v, want it to wait past its deadline", err)
+	}
+	if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM messages WHERE tenant_id = $1 AND idempotency_key = 'g-9'`, r.tenantID).Scan(&rows); err != nil || rows != 0 {
+		t.Errorf("%d rows for the message that waited (%v), want 0", rows, err)
+	}
+	if calls := inv.calls(); len(calls) != 5 {
+		t.Errorf("%d calls in all, want 5", len(calls))
+	}
 }

@@ -80,7 +80,7 @@ func NewPacer(clock Clock, gap time.Duration) *Pacer {
 // messages per second from the number, or until ctx ends. On success the
 // recipient's next turn is gap after now; on error nothing is consumed.
 func (p *Pacer) Wait(ctx context.Context, number, recipient string, rate int) error {
-	turn, err := p.WaitRecipient(ctx, number, recipient)
+	turn, err := p.WaitRecipient(ctx, number, recipient, nil)
 	if err != nil {
 		return err
 	}
@@ -106,11 +106,20 @@ type Turn struct {
 // separately, right before its call ([Pacer.WaitThroughput]), uses it: a
 // send's token is then taken when it goes, not some time before, so sends
 // held up between the two (a group's commit) cannot leave together and
-// trip Meta's bucket.
-func (p *Pacer) WaitRecipient(ctx context.Context, number, recipient string) (Turn, error) {
+// trip Meta's bucket. beforeWait, when given, runs only when the turn is
+// still to come, before the wait; its error gives the turn back and is
+// returned.
+func (p *Pacer) WaitRecipient(ctx context.Context, number, recipient string, beforeWait func() error) (Turn, error) {
 	key := number + "\x00" + recipient
 	slot, release := p.reserveRecipient(key)
 	if d := slot.Sub(p.clock.Now()); d > 0 {
+		if beforeWait != nil {
+			if err := beforeWait(); err != nil {
+				release()
+				return Turn{}, err
+			}
+			d = slot.Sub(p.clock.Now())
+		}
 		if err := p.clock.Sleep(ctx, d); err != nil {
 			release()
 			return Turn{}, err

@@ -175,7 +175,7 @@ func TestPacerTurnAndToken(t *testing.T) {
 	p := NewPacer(clock, 6*time.Second)
 	ctx := context.Background()
 
-	turn, err := p.WaitRecipient(ctx, "con_1", "+391")
+	turn, err := p.WaitRecipient(ctx, "con_1", "+391", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,13 +189,13 @@ func TestPacerTurnAndToken(t *testing.T) {
 		t.Errorf("the next message to +391 waited %v after the first went, want 6s", waited)
 	}
 
-	turn, err = p.WaitRecipient(ctx, "con_1", "+392")
+	turn, err = p.WaitRecipient(ctx, "con_1", "+392", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	turn.Release()
 	before = clock.Now()
-	if _, err := p.WaitRecipient(ctx, "con_1", "+392"); err != nil || clock.Now() != before {
+	if _, err := p.WaitRecipient(ctx, "con_1", "+392", nil); err != nil || clock.Now() != before {
 		t.Errorf("after a released turn +392 waited %v (%v), want 0", clock.Now().Sub(before), err)
 	}
 

@@ -380,17 +380,35 @@ func (s *Service) Send(ctx context.Context, req SendRequest) (Message, error) {
 	if err := validate(&req); err != nil {
 		return Message{}, err
 	}
-	if m, ok, err := s.ledger.byKey(ctx, req.TenantID, req.IdempotencyKey); err != nil {
-		return Message{}, err
-	} else if ok {
-		return m, replayError(m)
-	}
 	p, err := s.plan(ctx, req)
 	if err != nil {
+		// A repeated request answers with its row even when it could not
+		// be planned now (its connection since disabled, say).
+		if m, ok, kerr := s.ledger.byKey(ctx, req.TenantID, req.IdempotencyKey); kerr == nil && ok {
+			return m, replayError(m)
+		}
 		return Message{}, err
 	}
+	if !s.grouped(&p) {
+		if m, ok, err := s.ledger.byKey(ctx, req.TenantID, req.IdempotencyKey); err != nil {
+			return Message{}, err
+		} else if ok {
+			return m, replayError(m)
+		}
+	}
+	// A grouped send finds a repeated key where it would write its row (a
+	// refusal's insert or the group's), answering with the existing row;
+	// pace looks the key up first only when the recipient's turn would make
+	// it wait, so a repeated request never waits for a turn. That saves a
+	// statement and a round trip on every new send.
 	return s.run(ctx, p)
 }
+
+// replayFound is pace's answer when the send's idempotency key is already
+// taken: the row holding it, to answer with instead of waiting for a turn.
+type replayFound struct{ m Message }
+
+func (r *replayFound) Error() string { return "idempotency key already used by message " + r.m.ID }
 
 // replayError is what a repeated Send reports for an existing row: the
 // refusal or the provider's refusal the first Send reported, nil otherwise.
@@ -662,6 +680,9 @@ func (s *Service) run(ctx context.Context, p plan) (Message, error) {
 	}
 	for {
 		if err := s.pace(ctx, &p); err != nil {
+			if r, ok := err.(*replayFound); ok {
+				return r.m, replayError(r.m)
+			}
 			if p.row.Status == StatusSending {
 				// Throttled earlier in this loop: the row is written but
 				// nothing was sent; queue it for the Scheduler.
@@ -707,7 +728,17 @@ func (s *Service) pace(ctx context.Context, p *plan) error {
 		return s.paceLinked(ctx, p)
 	}
 	if s.grouped(p) {
-		turn, err := s.pacer.WaitRecipient(ctx, p.row.ConnectionID, p.c.To)
+		turn, err := s.pacer.WaitRecipient(ctx, p.row.ConnectionID, p.c.To, func() error {
+			// Before waiting for the turn: a repeated request answers now.
+			m, ok, err := s.ledger.byKey(ctx, p.row.TenantID, p.row.IdempotencyKey)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return &replayFound{m: m}
+			}
+			return nil
+		})
 		if err != nil {
 			return err
 		}
