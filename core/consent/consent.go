@@ -21,10 +21,12 @@
 // protocol in Postgres:
 //
 //   - a sender runs its last check and the provider call inside
-//     [Service.Hold] (or opens a READ COMMITTED transaction, calls CheckTx in
-//     it and keeps it open until the provider answered): a shared
-//     transaction-scoped advisory lock on the contact is held meanwhile, and
-//     the check reads the ledger with a snapshot taken after the lock;
+//     [Service.Hold] or [Service.HoldCheck] (or opens a READ COMMITTED
+//     transaction, calls CheckTx in it and keeps it open until the provider
+//     answered): a shared transaction-scoped advisory lock on the contact is
+//     held meanwhile, and the check reads the ledger with a snapshot taken
+//     after the lock. [Service.HoldCheckGroup] does the same for many sends
+//     in one transaction, taking their locks in key order;
 //   - every consent record and exclusion is written in a transaction that
 //     first takes the same lock exclusively.
 //
