@@ -25,11 +25,7 @@ import (
 type holdGrouper struct {
 	s     *Service
 	guard GroupGuard
-	ch    chan *groupSend
-
-	mu     sync.RWMutex
-	closed bool
-	wg     sync.WaitGroup
+	batch *batcher[*groupSend]
 }
 
 // groupSend is one send waiting for its group.
@@ -73,10 +69,8 @@ const (
 )
 
 func newHoldGrouper(s *Service, guard GroupGuard) *holdGrouper {
-	g := &holdGrouper{s: s, guard: guard, ch: make(chan *groupSend, 1024)}
-	for range groupWorkers {
-		g.wg.Go(g.run)
-	}
+	g := &holdGrouper{s: s, guard: guard}
+	g.batch = newBatcher(groupWorkers, maxGroup, g.runLive)
 	return g
 }
 
@@ -84,58 +78,31 @@ func newHoldGrouper(s *Service, guard GroupGuard) *holdGrouper {
 // of its own, run in the caller's goroutine.
 func (g *holdGrouper) hold(ctx context.Context, p *plan) groupResult {
 	gs := &groupSend{ctx: ctx, p: p, done: make(chan groupResult, 1)}
-	g.mu.RLock()
-	if g.closed {
-		g.mu.RUnlock()
+	if !g.batch.submit(gs) {
 		g.runGroup([]*groupSend{gs})
-		return <-gs.done
 	}
-	g.ch <- gs
-	g.mu.RUnlock()
 	// Once queued the send is the group's: its row may be written and its
 	// call made, so it waits for the answer whatever ctx does (the call
 	// itself runs under ctx and ends with it).
 	return <-gs.done
 }
 
-func (g *holdGrouper) close() {
-	g.mu.Lock()
-	if !g.closed {
-		g.closed = true
-		close(g.ch)
-	}
-	g.mu.Unlock()
-	g.wg.Wait()
-}
+func (g *holdGrouper) close() { g.batch.close() }
 
-func (g *holdGrouper) run() {
-	for first := range g.ch {
-		group := []*groupSend{first}
-	gather:
-		for len(group) < maxGroup {
-			select {
-			case gs, ok := <-g.ch:
-				if !ok {
-					break gather
-				}
-				group = append(group, gs)
-			default:
-				break gather
-			}
+// runLive runs a gathered group, leaving out the sends whose callers gave
+// up while they queued: nothing recorded, nothing sent, so those callers
+// may retry with their keys.
+func (g *holdGrouper) runLive(group []*groupSend) {
+	live := group[:0]
+	for _, gs := range group {
+		if err := gs.ctx.Err(); err != nil {
+			gs.done <- groupResult{writeErr: fmt.Errorf("waiting for a send slot: %w", err)}
+			continue
 		}
-		// A send whose caller gave up while it queued is left out: nothing
-		// recorded, nothing sent, so the caller may retry with its key.
-		live := group[:0]
-		for _, gs := range group {
-			if err := gs.ctx.Err(); err != nil {
-				gs.done <- groupResult{writeErr: fmt.Errorf("waiting for a send slot: %w", err)}
-				continue
-			}
-			live = append(live, gs)
-		}
-		if len(live) > 0 {
-			g.runGroup(live)
-		}
+		live = append(live, gs)
+	}
+	if len(live) > 0 {
+		g.runGroup(live)
 	}
 }
 

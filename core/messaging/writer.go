@@ -3,7 +3,6 @@ package messaging
 import (
 	"context"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -17,12 +16,8 @@ import (
 // instead of one, with no added wait when the load is low (a lone request is
 // written at once).
 type sentWriter struct {
-	pool *pgxpool.Pool
-	ch   chan sentReq
-
-	mu     sync.RWMutex
-	closed bool
-	wg     sync.WaitGroup
+	pool  *pgxpool.Pool
+	batch *batcher[sentReq]
 }
 
 type sentReq struct {
@@ -43,23 +38,17 @@ const (
 )
 
 func newSentWriter(pool *pgxpool.Pool) *sentWriter {
-	w := &sentWriter{pool: pool, ch: make(chan sentReq, 1024)}
-	for range sentWriters {
-		w.wg.Go(w.run)
-	}
+	w := &sentWriter{pool: pool}
+	w.batch = newBatcher(sentWriters, maxSentBatch, w.flush)
 	return w
 }
 
 // write records one accepted send; ok is false after close.
 func (w *sentWriter) write(ctx context.Context, tenantID, id, wamid string, at time.Time) (Message, bool, error) {
-	w.mu.RLock()
-	if w.closed {
-		w.mu.RUnlock()
+	done := make(chan sentRes, 1)
+	if !w.batch.submit(sentReq{ctx: ctx, tenantID: tenantID, id: id, wamid: wamid, at: at, done: done}) {
 		return Message{}, false, nil
 	}
-	done := make(chan sentRes, 1)
-	w.ch <- sentReq{ctx: ctx, tenantID: tenantID, id: id, wamid: wamid, at: at, done: done}
-	w.mu.RUnlock()
 	select {
 	case r := <-done:
 		return r.m, true, r.err
@@ -68,34 +57,7 @@ func (w *sentWriter) write(ctx context.Context, tenantID, id, wamid string, at t
 	}
 }
 
-func (w *sentWriter) close() {
-	w.mu.Lock()
-	if !w.closed {
-		w.closed = true
-		close(w.ch)
-	}
-	w.mu.Unlock()
-	w.wg.Wait()
-}
-
-func (w *sentWriter) run() {
-	for first := range w.ch {
-		batch := []sentReq{first}
-	gather:
-		for len(batch) < maxSentBatch {
-			select {
-			case r, ok := <-w.ch:
-				if !ok {
-					break gather
-				}
-				batch = append(batch, r)
-			default:
-				break gather
-			}
-		}
-		w.flush(batch)
-	}
-}
+func (w *sentWriter) close() { w.batch.close() }
 
 // markSentBatch is markSent for many rows at once (see ledger.markSent).
 const markSentBatch = `
