@@ -289,43 +289,50 @@ func (d *Dispatcher) listenOnce(ctx context.Context, wake chan<- struct{}) error
 // claimEvents leases up to $1 due events for $2 and returns them. One
 // statement, so one short transaction: the row locks taken by FOR UPDATE SKIP
 // LOCKED last only until the lease is written, and concurrent dispatchers
-// skip rows another is claiming instead of waiting for them.
+// skip rows another is claiming instead of waiting for them. The lease is
+// written on the event's narrow dispatch row (event_dispatch), never on the
+// event's own row with its payload.
 const claimEvents = `
 WITH due AS (
-    SELECT id FROM events
+    SELECT event_id FROM event_dispatch
     WHERE dispatched_at IS NULL AND next_attempt_at <= now()
-    ORDER BY next_attempt_at, id
+    ORDER BY next_attempt_at, event_id
     LIMIT $1
     FOR UPDATE SKIP LOCKED
+), leased AS (
+    UPDATE event_dispatch d
+    SET next_attempt_at = now() + $2::bigint * interval '1 millisecond'
+    FROM due
+    WHERE d.event_id = due.event_id
+    RETURNING d.event_id, d.dispatch_attempts
 )
-UPDATE events e
-SET next_attempt_at = now() + $2::bigint * interval '1 millisecond'
-FROM due, connections c
-WHERE e.id = due.id AND c.id = e.connection_id
-RETURNING e.id, e.tenant_id, e.connection_id, c.connector, e.dedupe_key, e.type,
-          e.occurred_at, e.received_at, e.correlation, e.payload, e.dispatch_attempts`
+SELECT e.id, e.tenant_id, e.connection_id, c.connector, e.dedupe_key, e.type,
+       e.occurred_at, e.received_at, e.correlation, e.payload, l.dispatch_attempts
+FROM leased l
+JOIN events e ON e.id = l.event_id
+JOIN connections c ON c.id = e.connection_id`
 
 // markDone sets dispatched_at once; a note records why an event was dropped
 // or only partly delivered.
 const markDone = `
-UPDATE events e
+UPDATE event_dispatch d
 SET dispatched_at = now(), last_error = NULLIF(u.note, '')
 FROM unnest($1::bigint[], $2::text[]) AS u(id, note)
-WHERE e.id = u.id AND e.dispatched_at IS NULL`
+WHERE d.event_id = u.id AND d.dispatched_at IS NULL`
 
 // markRetry schedules another attempt.
 const markRetry = `
-UPDATE events e
-SET dispatch_attempts = e.dispatch_attempts + 1,
+UPDATE event_dispatch d
+SET dispatch_attempts = d.dispatch_attempts + 1,
     next_attempt_at = now() + u.delay_ms * interval '1 millisecond',
     last_error = u.err
 FROM unnest($1::bigint[], $2::bigint[], $3::text[]) AS u(id, delay_ms, err)
-WHERE e.id = u.id AND e.dispatched_at IS NULL`
+WHERE d.event_id = u.id AND d.dispatched_at IS NULL`
 
 // renewLease pushes the lease of claimed events that are still undelivered.
 const renewLease = `
-UPDATE events SET next_attempt_at = now() + $2::bigint * interval '1 millisecond'
-WHERE id = ANY($1) AND dispatched_at IS NULL`
+UPDATE event_dispatch SET next_attempt_at = now() + $2::bigint * interval '1 millisecond'
+WHERE event_id = ANY($1) AND dispatched_at IS NULL`
 
 // yieldPoll is how often a dispatcher giving way asks Yield again.
 const yieldPoll = 10 * time.Millisecond

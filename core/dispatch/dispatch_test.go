@@ -49,13 +49,13 @@ CREATE TABLE marks (event_id bigint NOT NULL, remark boolean NOT NULL);
 CREATE FUNCTION count_marks() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF OLD.dispatched_at IS NULL AND NEW.dispatched_at IS NOT NULL THEN
-        INSERT INTO marks VALUES (NEW.id, false);
+        INSERT INTO marks VALUES (NEW.event_id, false);
     ELSIF OLD.dispatched_at IS NOT NULL AND NEW.dispatched_at IS DISTINCT FROM OLD.dispatched_at THEN
-        INSERT INTO marks VALUES (NEW.id, true);
+        INSERT INTO marks VALUES (NEW.event_id, true);
     END IF;
     RETURN NEW;
 END $$;
-CREATE TRIGGER count_marks BEFORE UPDATE ON events FOR EACH ROW EXECUTE FUNCTION count_marks();`)
+CREATE TRIGGER count_marks BEFORE UPDATE ON event_dispatch FOR EACH ROW EXECUTE FUNCTION count_marks();`)
 	if err != nil {
 		t.Fatalf("preparing database: %v", err)
 	}
@@ -87,7 +87,7 @@ type eventState struct {
 
 func states(t *testing.T, pool *pgxpool.Pool) map[int64]eventState {
 	t.Helper()
-	rows, err := pool.Query(context.Background(), `SELECT id, dispatched_at IS NOT NULL, dispatch_attempts, coalesce(last_error, '') FROM events`)
+	rows, err := pool.Query(context.Background(), `SELECT event_id, dispatched_at IS NOT NULL, dispatch_attempts, coalesce(last_error, '') FROM event_dispatch`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -299,7 +299,7 @@ func TestIntegrationDispatchBackoff(t *testing.T) {
 	}
 	var delay time.Duration
 	var lastErr string
-	if err := pool.QueryRow(ctx, `SELECT next_attempt_at - now(), last_error FROM events WHERE id = $1`, ids[0]).Scan(&delay, &lastErr); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT next_attempt_at - now(), last_error FROM event_dispatch WHERE event_id = $1`, ids[0]).Scan(&delay, &lastErr); err != nil {
 		t.Fatal(err)
 	}
 	if delay < 200*time.Millisecond || delay > 400*time.Millisecond {
@@ -316,7 +316,7 @@ func TestIntegrationDispatchBackoff(t *testing.T) {
 	if n, _ := d.DispatchOnce(ctx); n != 1 {
 		t.Fatalf("second attempt claimed %d events", n)
 	}
-	if err := pool.QueryRow(ctx, `SELECT next_attempt_at - now() FROM events WHERE id = $1`, ids[0]).Scan(&delay); err != nil {
+	if err := pool.QueryRow(ctx, `SELECT next_attempt_at - now() FROM event_dispatch WHERE event_id = $1`, ids[0]).Scan(&delay); err != nil {
 		t.Fatal(err)
 	}
 	if delay < 450*time.Millisecond || delay > 750*time.Millisecond {
@@ -483,7 +483,7 @@ NOTIFY `+NotifyChannel); err != nil {
 	cancel()
 	<-done
 	var claims int
-	if err := pool.QueryRow(context.Background(), `SELECT count(DISTINCT next_attempt_at) FROM events WHERE dedupe_key LIKE 'bulk_%'`).Scan(&claims); err != nil {
+	if err := pool.QueryRow(context.Background(), `SELECT count(DISTINCT d.next_attempt_at) FROM event_dispatch d JOIN events e ON e.id = d.event_id WHERE e.dedupe_key LIKE 'bulk_%'`).Scan(&claims); err != nil {
 		t.Fatal(err)
 	}
 	if claims != 2 {
@@ -542,7 +542,7 @@ func TestIntegrationDispatchLease(t *testing.T) {
 	}()
 	waitFor(t, 5*time.Second, "the slow dispatcher to claim", func() bool {
 		var leased int
-		_ = pool.QueryRow(ctx, `SELECT count(*) FROM events WHERE next_attempt_at > now()`).Scan(&leased)
+		_ = pool.QueryRow(ctx, `SELECT count(*) FROM event_dispatch WHERE next_attempt_at > now()`).Scan(&leased)
 		return leased == 3
 	})
 	// Three leases long: without renewal the events would be claimable.

@@ -214,7 +214,7 @@ SELECT (SELECT count(*) FROM messages WHERE connection_id = $1 AND direction = '
 	for {
 		var pending bool
 		if err := db.QueryRow(context.Background(),
-			`SELECT EXISTS (SELECT 1 FROM events WHERE dispatched_at IS NULL AND connection_id = $1)`, connID).Scan(&pending); err != nil {
+			`SELECT EXISTS (SELECT 1 FROM event_dispatch d JOIN events e ON e.id = d.event_id WHERE d.dispatched_at IS NULL AND e.connection_id = $1)`, connID).Scan(&pending); err != nil {
 			b.Fatalf("looking for pending events: %v", err)
 		}
 		if !pending {

@@ -185,7 +185,7 @@ func (in *installation) openPool() *pgxpool.Pool {
 func pendingEvents(t testing.TB, pool *pgxpool.Pool) int {
 	t.Helper()
 	var n int
-	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM events WHERE dispatched_at IS NULL`).Scan(&n); err != nil {
+	if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM event_dispatch WHERE dispatched_at IS NULL`).Scan(&n); err != nil {
 		t.Fatalf("counting undispatched events: %v", err)
 	}
 	return n

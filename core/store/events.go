@@ -48,7 +48,10 @@ type eventCursor struct {
 	Before int64 `json:"b"`
 }
 
-const eventColumns = `id, tenant_id, connection_id, dedupe_key, type, occurred_at, received_at, correlation, payload, dispatched_at, dispatch_attempts, COALESCE(last_error, '')`
+const eventColumns = `e.id, e.tenant_id, e.connection_id, e.dedupe_key, e.type, e.occurred_at, e.received_at, e.correlation, e.payload, d.dispatched_at, COALESCE(d.dispatch_attempts, 0), COALESCE(d.last_error, '')`
+
+// eventsFrom joins each event to its dispatch state (event_dispatch).
+const eventsFrom = `events e LEFT JOIN event_dispatch d ON d.event_id = e.id`
 
 func scanEvent(row pgx.Row) (Event, error) {
 	var e Event
@@ -83,14 +86,14 @@ func (s *Store) ListEvents(ctx context.Context, tenantID string, f EventFilter) 
 	// Walks events_tenant_received (tenant_id, id) backwards; the other
 	// filters are applied to the rows it visits.
 	rows, err := s.pool.Query(ctx, `
-		SELECT `+eventColumns+` FROM events
-		WHERE tenant_id = $1
-		  AND ($2 = '' OR connection_id = $2)
-		  AND ($3 = '' OR type = $3)
-		  AND ($4::timestamptz IS NULL OR received_at >= $4)
-		  AND ($5::timestamptz IS NULL OR received_at < $5)
-		  AND ($6 = 0 OR id < $6)
-		ORDER BY id DESC
+		SELECT `+eventColumns+` FROM `+eventsFrom+`
+		WHERE e.tenant_id = $1
+		  AND ($2 = '' OR e.connection_id = $2)
+		  AND ($3 = '' OR e.type = $3)
+		  AND ($4::timestamptz IS NULL OR e.received_at >= $4)
+		  AND ($5::timestamptz IS NULL OR e.received_at < $5)
+		  AND ($6 = 0 OR e.id < $6)
+		ORDER BY e.id DESC
 		LIMIT $7`,
 		tenantID, f.ConnectionID, f.Type, since, until, c.Before, limit+1)
 	if err != nil {
@@ -110,7 +113,7 @@ func (s *Store) ListEvents(ctx context.Context, tenantID string, f EventFilter) 
 
 // GetEvent returns one of a tenant's events or ErrNotFound.
 func (s *Store) GetEvent(ctx context.Context, tenantID string, id int64) (Event, error) {
-	e, err := scanEvent(s.pool.QueryRow(ctx, `SELECT `+eventColumns+` FROM events WHERE tenant_id = $1 AND id = $2`, tenantID, id))
+	e, err := scanEvent(s.pool.QueryRow(ctx, `SELECT `+eventColumns+` FROM `+eventsFrom+` WHERE e.tenant_id = $1 AND e.id = $2`, tenantID, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Event{}, ErrNotFound
 	}

@@ -251,7 +251,7 @@ func (e *itEnv) waitDispatched(t *testing.T) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		var n int
-		if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM events WHERE dispatched_at IS NULL`).Scan(&n); err != nil {
+		if err := e.pool.QueryRow(context.Background(), `SELECT count(*) FROM event_dispatch WHERE dispatched_at IS NULL`).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n == 0 {

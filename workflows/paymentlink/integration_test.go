@@ -235,7 +235,7 @@ func TestIntegrationPaymentLinkLifecycle(t *testing.T) {
 
 	// The forged event was recorded as undeliverable, never applied.
 	var note string
-	if err := e.pool.QueryRow(ctx, `SELECT coalesce(last_error, '') FROM events WHERE tenant_id = 'ten_b' AND type = $1`, EventChargeRefunded).Scan(&note); err != nil {
+	if err := e.pool.QueryRow(ctx, `SELECT coalesce(d.last_error, '') FROM events e JOIN event_dispatch d ON d.event_id = e.id WHERE e.tenant_id = 'ten_b' AND e.type = $1`, EventChargeRefunded).Scan(&note); err != nil {
 		t.Fatal(err)
 	}
 	if note == "" {
