@@ -279,34 +279,27 @@ func (s *Service) hold(ctx context.Context, members []GroupMember, check bool, f
 		})
 	}
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
-	// checkQuery's cost scales with its arrays, whose length a custom plan
-	// knows and the generic plan guesses: left to choose, Postgres would
-	// plan it anew for every group (most of a group's cost), for the same
-	// plan. Its plan is one index probe per member whatever the length.
-	b.Queue("SET LOCAL plan_cache_mode = force_generic_plan")
-	var contactIDs []string
-	if len(members) == 1 {
-		b.Queue(lockSQL, lockNamespace, members[0].Req.ContactID).QueryRow(func(row pgx.Row) error {
-			return row.Scan(&isolation, new(bool))
-		})
-		contactIDs = []string{members[0].Req.ContactID}
-	} else {
-		contactIDs = make([]string, len(members))
-		for i, m := range members {
-			contactIDs[i] = m.Req.ContactID
-		}
-		b.Queue(lockGroupSQL, lockNamespace, contactIDs).QueryRow(func(row pgx.Row) error {
-			return row.Scan(&isolation, new(bool))
-		})
+	contactIDs, tenants, phones := make([]string, len(members)), make([]string, len(members)), make([]string, len(members))
+	for i, m := range members {
+		contactIDs[i], tenants[i], phones[i] = m.Req.ContactID, m.Req.TenantID, m.Req.Phone
 	}
-	if check {
-		tenants, phones := make([]string, len(members)), make([]string, len(members))
-		for i, m := range members {
-			tenants[i], phones[i] = m.Req.TenantID, m.Req.Phone
+	scanLock := func(row pgx.Row) error { return row.Scan(&isolation, new(bool)) }
+	scanChecks := func(rows pgx.Rows) error { return scanStates(rows, states) }
+	if len(members) == 1 {
+		b.Queue(lockSQL, lockNamespace, contactIDs[0]).QueryRow(scanLock)
+		if check {
+			b.Queue(checkOneSQL, tenants[0], contactIDs[0], phones[0]).Query(scanChecks)
 		}
-		b.Queue(checkQuery, tenants, contactIDs, phones).Query(func(rows pgx.Rows) error {
-			return scanStates(rows, states)
-		})
+	} else {
+		// checkManySQL's cost scales with its arrays, whose length a custom
+		// plan knows and the generic plan guesses: left to choose, Postgres
+		// would plan it anew for every group (most of a group's cost), for
+		// the same plan, one index probe per member whatever the length.
+		b.Queue("SET LOCAL plan_cache_mode = force_generic_plan")
+		b.Queue(lockGroupSQL, lockNamespace, contactIDs).QueryRow(scanLock)
+		if check {
+			b.Queue(checkManySQL, tenants, contactIDs, phones).Query(scanChecks)
+		}
 	}
 	if err := conn.SendBatch(ctx, b).Close(); err != nil {
 		return fmt.Errorf("consent hold: locking and checking consent of %s: %w", describeContacts(contactIDs), err)
@@ -342,16 +335,16 @@ type querier interface {
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 }
 
-// checkQuery reads, for each tenant, contact and phone of the arrays $1,
-// $2 and $3 (the contact's phone when the phone is empty), in their order,
-// whether the number is excluded and the latest action per ledger purpose.
-// Each subquery is one probe of an index. A contact known only by its LID
-// has no phone (NULL): exclusions are by phone, so it is never excluded; its
-// consent records, by contact id, apply. The contact and its records are
-// found by contact id alone and their tenant compared with IS NOT DISTINCT
-// FROM, which no index serves: a plan cached while the tables were empty
-// cannot pick an index by tenant and scan the tenant's rows on every check.
-const checkQuery = `
+// checkSelect reads, for each row u (tenant_id, contact_id, phone) of its
+// FROM clause, whether the number is excluded (the contact's phone when
+// u.phone is empty) and the latest action per ledger purpose. Each subquery
+// is one probe of an index. A contact known only by its LID has no phone
+// (NULL): exclusions are by phone, so it is never excluded; its consent
+// records, by contact id, apply. The contact and its records are found by
+// contact id alone and their tenant compared with IS NOT DISTINCT FROM,
+// which no index serves: a plan cached while the tables were empty cannot
+// pick an index by tenant and scan the tenant's rows on every check.
+const checkSelect = `
 SELECT
     EXISTS (SELECT 1 FROM exclusions e
             WHERE e.tenant_id = u.tenant_id
@@ -363,19 +356,29 @@ SELECT
               ORDER BY r.occurred_at DESC, r.id DESC LIMIT 1), ''),
     COALESCE((SELECT r.action FROM consent_records r
               WHERE r.contact_id = u.contact_id AND r.purpose = 'utility' AND r.tenant_id IS NOT DISTINCT FROM u.tenant_id
-              ORDER BY r.occurred_at DESC, r.id DESC LIMIT 1), '')
+              ORDER BY r.occurred_at DESC, r.id DESC LIMIT 1), '')`
+
+// checkOneSQL is checkSelect for tenant $1, contact $2 and phone $3. With
+// scalar parameters Postgres settles on the generic plan by itself.
+const checkOneSQL = checkSelect + `
+FROM (VALUES ($1::text, $2::text, $3::text)) AS u(tenant_id, contact_id, phone)`
+
+// checkManySQL is checkSelect for the tenants, contacts and phones of the
+// arrays $1, $2 and $3, in their order. Run it with generic plans forced
+// (see hold).
+const checkManySQL = checkSelect + `
 FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS u(tenant_id, contact_id, phone, n)
 ORDER BY u.n`
 
 var sendPurposes = map[string]bool{PurposeMarketing: true, PurposeUtility: true, PurposeService: true, PurposeAuthentication: true}
 
-// consentState is what checkQuery reads.
+// consentState is what a check reads for one request.
 type consentState struct {
 	excluded           bool
 	marketing, utility string
 }
 
-// scanStates reads checkQuery's rows into states, one per request.
+// scanStates reads the check's rows into states, one per request.
 func scanStates(rows pgx.Rows, states []consentState) error {
 	defer rows.Close()
 	n := 0
@@ -406,7 +409,7 @@ func (s *Service) check(ctx context.Context, q querier, req CheckRequest) (Decis
 		return Decision{}, fmt.Errorf("consent check: unknown purpose %q", req.Purpose)
 	}
 	states := make([]consentState, 1)
-	rows, err := q.Query(ctx, checkQuery, []string{req.TenantID}, []string{req.ContactID}, []string{req.Phone})
+	rows, err := q.Query(ctx, checkOneSQL, req.TenantID, req.ContactID, req.Phone)
 	if err == nil {
 		err = scanStates(rows, states)
 	}

@@ -8,8 +8,8 @@ import (
 	"github.com/ponte-hub/ponte/deploy/testenv"
 )
 
-// TestIntegrationCheckPlansUseKeys: the consent check, which a hold runs
-// with generic plans forced (one per group of sends), finds each member's
+// TestIntegrationCheckPlansUseKeys: the consent checks, of one contact and
+// of a group (which a hold runs with generic plans forced), find each
 // contact, exclusion and latest records by key when the plan was made on
 // empty tables (testenv.CheckCachedPlans).
 func TestIntegrationCheckPlansUseKeys(t *testing.T) {
@@ -29,9 +29,14 @@ INSERT INTO exclusions (tenant_id, phone) SELECT $1, '+39340' || lpad(i::text, 7
 		}
 	}
 	ten := "'" + e.tenantA + "'"
-	testenv.CheckCachedPlans(t, e.st.Pool(), grow, testenv.CachedPlanCheck{
-		Name: "consent check of a group", SQL: checkQuery, Types: []string{"text[]", "text[]", "text[]"},
-		Args:       []string{"ARRAY[" + ten + ", " + ten + ", " + ten + "]", "ARRAY['ct_p4321', 'ct_p4322', 'ct_p17']", "ARRAY['', '+393400004322', '']"},
-		MaxBuffers: 60,
-	})
+	testenv.CheckCachedPlans(t, e.st.Pool(), grow,
+		testenv.CachedPlanCheck{
+			Name: "consent check of a group", SQL: checkManySQL, Types: []string{"text[]", "text[]", "text[]"},
+			Args:       []string{"ARRAY[" + ten + ", " + ten + ", " + ten + "]", "ARRAY['ct_p4321', 'ct_p4322', 'ct_p17']", "ARRAY['', '+393400004322', '']"},
+			MaxBuffers: 60,
+		},
+		testenv.CachedPlanCheck{
+			Name: "consent check of one contact", SQL: checkOneSQL, Types: []string{"text", "text", "text"},
+			Args: []string{ten, "'ct_p4321'", "''"}, MaxBuffers: 25,
+		})
 }

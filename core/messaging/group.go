@@ -150,6 +150,7 @@ func (g *holdGrouper) holdGroup(group []*groupSend) ([]groupResult, bool) {
 		cols[i] = make([]string, n)
 	}
 	members := make([]consent.GroupMember, n)
+	now := g.s.clock.Now()
 	for i, gs := range group {
 		r := gs.p.row
 		for j, v := range []string{r.ID, r.TenantID, r.ConversationID, r.ContactID, r.ConnectionID, r.Kind, string(r.Content),
@@ -157,7 +158,7 @@ func (g *holdGrouper) holdGroup(group []*groupSend) ([]groupResult, bool) {
 			cols[j][i] = v
 		}
 		members[i] = consent.GroupMember{Ctx: gs.ctx, Req: consent.CheckRequest{TenantID: r.TenantID, ContactID: gs.p.rcpt.ContactID,
-			Phone: gs.p.rcpt.Phone, Purpose: string(r.Purpose), At: g.s.clock.Now()}}
+			Phone: gs.p.rcpt.Phone, Purpose: string(r.Purpose), At: now}}
 	}
 	results := make([]groupResult, n)
 	written := map[string]Message{}
