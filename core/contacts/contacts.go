@@ -53,6 +53,8 @@ type Service struct {
 	pool   *pgxpool.Pool
 	region string
 	log    *slog.Logger
+	// inbound groups the inbound messages of senders known by phone.
+	inbound *inboundGrouper
 }
 
 // New returns a Service.
@@ -69,7 +71,9 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Service{pool: cfg.Pool, region: strings.ToUpper(cfg.DefaultRegion), log: cfg.Logger}, nil
+	s := &Service{pool: cfg.Pool, region: strings.ToUpper(cfg.DefaultRegion), log: cfg.Logger}
+	s.inbound = newInboundGrouper(s)
+	return s, nil
 }
 
 // NormalizePhone is [NormalizePhone] with the service's default region.

@@ -209,63 +209,104 @@ FROM u`
 // notification to live inboxes. It is idempotent: the wamid is unique per
 // connection, and a message already stored changes nothing.
 //
-// Everything happens in one transaction sent as one pgx batch: a single
-// round trip to the database. The one exception is the first event bringing
-// the phone of a LID-only contact when another contact already has that
-// phone: the LID-only contact is then linked into it with [Service.Link], in
-// its own transaction after the batch (once per LID).
+// A sender known by phone alone (every Cloud API message) is applied in a
+// group with the other such messages being applied at that moment: one
+// statement and one commit for the group (see [inboundGroupSQL]). Others
+// (a LID comes with the event) take [Service.applyOne], as does every
+// member of a group whose statement failed.
 // Malformed events are dispatch.Permanent errors: retrying cannot fix them.
 func (s *Service) ApplyInbound(ctx context.Context, ev dispatch.Event) (InboundResult, error) {
+	in, err := s.decodeInbound(ev)
+	if err != nil {
+		return InboundResult{}, err
+	}
+	if in.lid == "" {
+		return s.inbound.apply(ctx, in)
+	}
+	return s.applyOne(ctx, in)
+}
+
+// inboundMessage is a message.received event decoded for applying.
+type inboundMessage struct {
+	ev dispatch.Event
+	// phone is the sender's E.164 number; nil for a sender known only by
+	// lid.
+	phone   *string
+	lid     string
+	waID    string
+	name    string
+	wamid   string
+	kind    string
+	content []byte
+	// at is when the message was sent; inboundAt is at when the message
+	// opens the customer-service window, else nil.
+	at        time.Time
+	inboundAt *time.Time
+	// unread is 1 when the message counts as unread, else 0.
+	unread int
+}
+
+// decodeInbound reads a message.received event. Its errors are
+// dispatch.Permanent: retrying cannot fix a malformed event.
+func (s *Service) decodeInbound(ev dispatch.Event) (inboundMessage, error) {
 	var env inboundEnvelope
 	if err := json.Unmarshal(ev.Payload, &env); err != nil {
-		return InboundResult{}, dispatch.Permanent(fmt.Errorf("decoding message.received payload: %w", err))
+		return inboundMessage{}, dispatch.Permanent(fmt.Errorf("decoding message.received payload: %w", err))
 	}
 	if env.MessageID == "" {
-		return InboundResult{}, dispatch.Permanent(errors.New("message.received without message_id"))
+		return inboundMessage{}, dispatch.Permanent(errors.New("message.received without message_id"))
 	}
+	in := inboundMessage{ev: ev, lid: strings.TrimSpace(env.LID), waID: env.WaID, name: strings.TrimSpace(env.ProfileName),
+		wamid: env.MessageID}
 	// A linked device may know a sender only by LID: the contact is then
 	// found, or created without a phone, by LID.
-	lid := strings.TrimSpace(env.LID)
-	var phone *string
 	if strings.TrimSpace(env.From) != "" {
 		p, err := s.NormalizePhone(env.From)
 		if err != nil {
-			return InboundResult{}, dispatch.Permanent(fmt.Errorf("message.received sender: %w", err))
+			return inboundMessage{}, dispatch.Permanent(fmt.Errorf("message.received sender: %w", err))
 		}
-		phone = &p
-	} else if lid == "" {
-		return InboundResult{}, dispatch.Permanent(errors.New("message.received without a sender: neither from nor lid is set"))
+		in.phone = &p
+	} else if in.lid == "" {
+		return inboundMessage{}, dispatch.Permanent(errors.New("message.received without a sender: neither from nor lid is set"))
 	}
 	content, err := messageContent(ev.Payload)
 	if err != nil {
-		return InboundResult{}, dispatch.Permanent(err)
+		return inboundMessage{}, dispatch.Permanent(err)
 	}
-	kind := strings.TrimSpace(env.Type)
-	if kind == "" {
-		kind = "unsupported"
+	in.content = content
+	in.kind = strings.TrimSpace(env.Type)
+	if in.kind == "" {
+		in.kind = "unsupported"
 	}
-	at := env.Timestamp
-	if at.IsZero() {
-		at = ev.OccurredAt
+	in.at = env.Timestamp
+	if in.at.IsZero() {
+		in.at = ev.OccurredAt
 	}
-	if at.IsZero() {
-		at = time.Now()
+	if in.at.IsZero() {
+		in.at = time.Now()
 	}
 	// A sender's clock is not trusted to be in the future: a message dated
 	// ahead would hold the window open longer than WhatsApp does.
-	if now := time.Now(); at.After(now) {
-		at = now
+	if now := time.Now(); in.at.After(now) {
+		in.at = now
 	}
-	var inboundAt *time.Time
-	if !slices.Contains(noWindowKinds, kind) {
-		inboundAt = &at
+	if !slices.Contains(noWindowKinds, in.kind) {
+		in.inboundAt = &in.at
 	}
-	unread := 1
-	if slices.Contains(notUnreadKinds, kind) {
-		unread = 0
+	in.unread = 1
+	if slices.Contains(notUnreadKinds, in.kind) {
+		in.unread = 0
 	}
-	msgID := store.NewID("msg")
+	return in, nil
+}
 
+// applyOne applies one message in its own transaction, sent as one pgx
+// batch: a single round trip to the database. The one exception is the
+// first event bringing the phone of a LID-only contact when another contact
+// already has that phone: the LID-only contact is then linked into it with
+// [Service.Link], in its own transaction after the batch (once per LID).
+func (s *Service) applyOne(ctx context.Context, in inboundMessage) (InboundResult, error) {
+	msgID := store.NewID("msg")
 	b := &pgx.Batch{}
 	var res InboundResult
 	// Asynchronous commit is safe here and is what lets one Postgres take
@@ -273,20 +314,20 @@ func (s *Service) ApplyInbound(ctx context.Context, ev dispatch.Event) (InboundR
 	// in the outbox, and the dispatcher marks it done only after Apply
 	// returns, in a synchronous commit whose WAL flush covers this earlier
 	// transaction. A crash in between loses at most this commit, and the
-	// event is then applied again (idempotently).
+	// event is then applied again (idempotently). Groups commit the same way.
 	b.Queue("BEGIN")
 	b.Queue("SET LOCAL synchronous_commit = off")
 	sql := inboundByPhoneSQL
-	if phone == nil {
+	if in.phone == nil {
 		sql = inboundByLIDSQL
 	}
 	var mergeFrom string
-	b.Queue(sql, store.NewID("ct"), ev.TenantID, phone, env.WaID, lid, strings.TrimSpace(env.ProfileName),
-		store.NewID("cv"), ev.ConnectionID, at, inboundAt, msgID, kind, content, env.MessageID).
+	b.Queue(sql, store.NewID("ct"), in.ev.TenantID, in.phone, in.waID, in.lid, in.name,
+		store.NewID("cv"), in.ev.ConnectionID, in.at, in.inboundAt, msgID, in.kind, in.content, in.wamid).
 		QueryRow(func(row pgx.Row) error {
 			return row.Scan(&res.ContactID, &res.ConversationID, &res.MessageID, &mergeFrom)
 		})
-	b.Queue(countSQL, msgID, ev.TenantID, unread)
+	b.Queue(countSQL, msgID, in.ev.TenantID, in.unread)
 	b.Queue("COMMIT")
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		if pgCode(err) == pgForeignKeyViolation {
@@ -303,7 +344,7 @@ func (s *Service) ApplyInbound(ctx context.Context, ev dispatch.Event) (InboundR
 		// under row locks), so it runs once per LID, after the message is
 		// stored; a failure is retried by the dispatcher, and the retry
 		// finds the message stored and links again.
-		if _, err := s.Link(ctx, ev.TenantID, mergeFrom, res.ContactID, ""); err != nil && !errors.Is(err, ErrAlreadyMerged) {
+		if _, err := s.Link(ctx, in.ev.TenantID, mergeFrom, res.ContactID, ""); err != nil && !errors.Is(err, ErrAlreadyMerged) {
 			return InboundResult{}, fmt.Errorf("linking the LID-only contact %s into %s: %w", mergeFrom, res.ContactID, err)
 		}
 	}

@@ -151,7 +151,11 @@ type Config struct {
 	Temporal Temporal
 	// BatchSize is how many events one claim takes (default 100).
 	BatchSize int
-	// Concurrency is how many deliveries of a batch run at once (default 8).
+	// Concurrency is how many deliveries of a batch run at once (default
+	// 64). In-process deliveries that group their writes (inbound messages,
+	// see contacts.Service.ApplyInbound) group only what runs at once: at 8,
+	// groups of inbound messages averaged 2 and Postgres spent 1.25 ms a
+	// message; at 64, groups of 9 and 0.93 ms.
 	Concurrency int
 	// PollInterval is how often the outbox is checked without a notification
 	// (default 1s); it also bounds how late a retry's due time is noticed.
@@ -194,7 +198,7 @@ func New(cfg Config) (*Dispatcher, error) {
 		return nil, errors.New("dispatch: Pool, Router and Temporal are required")
 	}
 	cfg.BatchSize = cmp.Or(cfg.BatchSize, 100)
-	cfg.Concurrency = cmp.Or(cfg.Concurrency, 8)
+	cfg.Concurrency = cmp.Or(cfg.Concurrency, 64)
 	cfg.PollInterval = cmp.Or(cfg.PollInterval, time.Second)
 	cfg.Lease = cmp.Or(cfg.Lease, 20*time.Second)
 	cfg.DeliveryTimeout = cmp.Or(cfg.DeliveryTimeout, 15*time.Second)

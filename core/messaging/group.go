@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/ponte-hub/ponte/core/batch"
 	"github.com/ponte-hub/ponte/core/consent"
 )
 
@@ -25,7 +26,7 @@ import (
 type holdGrouper struct {
 	s     *Service
 	guard GroupGuard
-	batch *batcher[*groupSend]
+	batch *batch.Batcher[*groupSend]
 }
 
 // groupSend is one send waiting for its group.
@@ -70,7 +71,7 @@ const (
 
 func newHoldGrouper(s *Service, guard GroupGuard) *holdGrouper {
 	g := &holdGrouper{s: s, guard: guard}
-	g.batch = newBatcher(groupWorkers, maxGroup, g.runLive)
+	g.batch = batch.New(groupWorkers, maxGroup, g.runLive)
 	return g
 }
 
@@ -78,7 +79,7 @@ func newHoldGrouper(s *Service, guard GroupGuard) *holdGrouper {
 // of its own, run in the caller's goroutine.
 func (g *holdGrouper) hold(ctx context.Context, p *plan) groupResult {
 	gs := &groupSend{ctx: ctx, p: p, done: make(chan groupResult, 1)}
-	if !g.batch.submit(gs) {
+	if !g.batch.Submit(gs) {
 		g.runGroup([]*groupSend{gs})
 	}
 	// Once queued the send is the group's: its row may be written and its
@@ -87,7 +88,7 @@ func (g *holdGrouper) hold(ctx context.Context, p *plan) groupResult {
 	return <-gs.done
 }
 
-func (g *holdGrouper) close() { g.batch.close() }
+func (g *holdGrouper) close() { g.batch.Close() }
 
 // runLive runs a gathered group, leaving out the sends whose callers gave
 // up while they queued: nothing recorded, nothing sent, so those callers

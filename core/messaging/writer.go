@@ -7,6 +7,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/ponte-hub/ponte/core/batch"
 )
 
 // sentWriter groups the records of accepted sends: every send whose provider
@@ -17,7 +19,7 @@ import (
 // written at once).
 type sentWriter struct {
 	pool  *pgxpool.Pool
-	batch *batcher[sentReq]
+	batch *batch.Batcher[sentReq]
 }
 
 type sentReq struct {
@@ -39,14 +41,14 @@ const (
 
 func newSentWriter(pool *pgxpool.Pool) *sentWriter {
 	w := &sentWriter{pool: pool}
-	w.batch = newBatcher(sentWriters, maxSentBatch, w.flush)
+	w.batch = batch.New(sentWriters, maxSentBatch, w.flush)
 	return w
 }
 
 // write records one accepted send; ok is false after close.
 func (w *sentWriter) write(ctx context.Context, tenantID, id, wamid string, at time.Time) (Message, bool, error) {
 	done := make(chan sentRes, 1)
-	if !w.batch.submit(sentReq{ctx: ctx, tenantID: tenantID, id: id, wamid: wamid, at: at, done: done}) {
+	if !w.batch.Submit(sentReq{ctx: ctx, tenantID: tenantID, id: id, wamid: wamid, at: at, done: done}) {
 		return Message{}, false, nil
 	}
 	select {
@@ -57,7 +59,7 @@ func (w *sentWriter) write(ctx context.Context, tenantID, id, wamid string, at t
 	}
 }
 
-func (w *sentWriter) close() { w.batch.close() }
+func (w *sentWriter) close() { w.batch.Close() }
 
 // markSentBatch is markSent for many rows at once (see ledger.markSent).
 const markSentBatch = `
