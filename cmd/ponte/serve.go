@@ -20,6 +20,8 @@ func newServeCmd() *cobra.Command {
 			"  PONTE_PUBLIC_URL    externally reachable base URL (default http://PONTE_HTTP_ADDR)\n" +
 			"  PONTE_ROLES         api,ingress,worker (default all)\n" +
 			"  PONTE_LOG_LEVEL     debug, info, warn or error (default info)\n" +
+			"  PONTE_INGRESS_BUSY_ABOVE  mean webhook answer time above which the worker gives way\n" +
+			"                      to ingress (default 10ms)\n" +
 			"Migrations are applied at start.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {

@@ -69,6 +69,13 @@ type Config struct {
 	// for a status webhook carrying its ledger id before it is marked
 	// unknown (PONTE_MESSAGE_UNKNOWN_AFTER, a Go duration; default 10m).
 	MessageUnknownAfter time.Duration
+	// IngressBusyAbove is the moving average of webhook answer times above
+	// which the worker on the same node gives way to ingress, applying
+	// stored events more slowly until answers are quick again
+	// (PONTE_INGRESS_BUSY_ABOVE, a Go duration; default
+	// ingress.DefaultBusyAbove). Lower favours the providers' answer times,
+	// higher how soon contacts and workflows see the events.
+	IngressBusyAbove time.Duration
 	// PprofAddr, when set (PONTE_PPROF_ADDR, e.g. 127.0.0.1:6060), serves Go's
 	// profiler there, on a listener of its own so it is never exposed with the API.
 	PprofAddr string
@@ -124,6 +131,7 @@ func ConfigFromEnv() Config {
 		LogLevel:            envOr("PONTE_LOG_LEVEL", "info"),
 		PprofAddr:           os.Getenv("PONTE_PPROF_ADDR"),
 		MessageUnknownAfter: durationEnv("PONTE_MESSAGE_UNKNOWN_AFTER"),
+		IngressBusyAbove:    durationEnv("PONTE_INGRESS_BUSY_ABOVE"),
 		NodeURL:             os.Getenv("PONTE_NODE_URL"),
 		Sessions: SessionsConfig{
 			LeaseTTL:         durationEnv("PONTE_SESSION_LEASE_TTL"),
@@ -192,7 +200,7 @@ func (c *Config) Validate() error {
 		c.NodeURL = "http://" + c.HTTPAddr
 	}
 	c.NodeURL = strings.TrimRight(c.NodeURL, "/")
-	for _, key := range []string{"PONTE_MESSAGE_UNKNOWN_AFTER", "PONTE_SESSION_LEASE_TTL", "PONTE_SESSION_CLEANUP_AFTER", "PONTE_SESSION_PHONE_AWAY_WARNING"} {
+	for _, key := range []string{"PONTE_MESSAGE_UNKNOWN_AFTER", "PONTE_INGRESS_BUSY_ABOVE", "PONTE_SESSION_LEASE_TTL", "PONTE_SESSION_CLEANUP_AFTER", "PONTE_SESSION_PHONE_AWAY_WARNING"} {
 		if v := os.Getenv(key); v != "" {
 			if d, err := time.ParseDuration(v); err != nil || d <= 0 {
 				problems = append(problems, key+": want a positive Go duration such as 10m")

@@ -168,7 +168,7 @@ func Run(ctx context.Context, cfg Config) error {
 	var pressure *ingress.Pressure
 	var yield func() bool
 	if cfg.Has(RoleIngress) {
-		pressure = ingress.NewPressure(0)
+		pressure = ingress.NewPressure(cfg.IngressBusyAbove)
 		yield = pressure.Busy
 	}
 
