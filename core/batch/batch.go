@@ -8,6 +8,7 @@
 package batch
 
 import (
+	"context"
 	"slices"
 	"sync"
 )
@@ -87,4 +88,23 @@ func (b *Batcher[T]) run() {
 		b.mu.Unlock()
 		b.flush(group)
 	}
+}
+
+// Live returns the requests of a gathered group whose callers are still
+// waiting (ctx(r) has not ended), reusing group's array: requests whose
+// callers gave up while they queued are left out of the group's work. For
+// each of those it calls gone, when not nil, with the context's error, so a
+// caller that waits for an answer whatever its context does still gets one.
+func Live[T any](group []T, ctx func(T) context.Context, gone func(T, error)) []T {
+	live := group[:0]
+	for _, r := range group {
+		if err := ctx(r).Err(); err != nil {
+			if gone != nil {
+				gone(r, err)
+			}
+			continue
+		}
+		live = append(live, r)
+	}
+	return live
 }

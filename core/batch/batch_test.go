@@ -1,6 +1,8 @@
 package batch
 
 import (
+	"context"
+	"errors"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -114,5 +116,31 @@ func TestIdleBatcherHoldsNoGoroutine(t *testing.T) {
 			t.Fatalf("%d goroutines after the work, %d before", runtime.NumGoroutine(), before)
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestLiveLeavesOutCallersThatGaveUp(t *testing.T) {
+	type req struct {
+		ctx context.Context
+		id  int
+	}
+	gaveUp, cancel := context.WithCancel(context.Background())
+	cancel()
+	group := []req{{context.Background(), 1}, {gaveUp, 2}, {context.Background(), 3}, {gaveUp, 4}}
+	var told []int
+	live := Live(group, func(r req) context.Context { return r.ctx }, func(r req, err error) {
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("request %d told %v, want context.Canceled", r.id, err)
+		}
+		told = append(told, r.id)
+	})
+	if len(live) != 2 || live[0].id != 1 || live[1].id != 3 {
+		t.Errorf("live %v, want requests 1 and 3", live)
+	}
+	if len(told) != 2 || told[0] != 2 || told[1] != 4 {
+		t.Errorf("told %v, want requests 2 and 4", told)
+	}
+	if got := Live(group[:0], func(r req) context.Context { return r.ctx }, nil); len(got) != 0 {
+		t.Errorf("empty group gave %v", got)
 	}
 }

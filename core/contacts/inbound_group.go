@@ -154,14 +154,9 @@ func (g *inboundGrouper) apply(ctx context.Context, in inboundMessage) (InboundR
 // callers gave up while they queued (nothing stored: the dispatcher retries
 // them).
 func (g *inboundGrouper) applyLive(group []*groupedInbound) {
-	live := group[:0]
-	for _, gi := range group {
-		if err := gi.ctx.Err(); err != nil {
-			gi.done <- inboundOutcome{err: fmt.Errorf("waiting to store inbound message: %w", err)}
-			continue
-		}
-		live = append(live, gi)
-	}
+	live := batch.Live(group, func(gi *groupedInbound) context.Context { return gi.ctx }, func(gi *groupedInbound, err error) {
+		gi.done <- inboundOutcome{err: fmt.Errorf("waiting to store inbound message: %w", err)}
+	})
 	if len(live) == 0 {
 		return
 	}

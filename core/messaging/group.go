@@ -94,14 +94,9 @@ func (g *holdGrouper) close() { g.batch.Close() }
 // up while they queued: nothing recorded, nothing sent, so those callers
 // may retry with their keys.
 func (g *holdGrouper) runLive(group []*groupSend) {
-	live := group[:0]
-	for _, gs := range group {
-		if err := gs.ctx.Err(); err != nil {
-			gs.done <- groupResult{writeErr: fmt.Errorf("waiting for a send slot: %w", err)}
-			continue
-		}
-		live = append(live, gs)
-	}
+	live := batch.Live(group, func(gs *groupSend) context.Context { return gs.ctx }, func(gs *groupSend, err error) {
+		gs.done <- groupResult{writeErr: fmt.Errorf("waiting for a send slot: %w", err)}
+	})
 	if len(live) > 0 {
 		g.runGroup(live)
 	}

@@ -380,12 +380,8 @@ type openCartsResult struct {
 // lookUpOpenCarts answers a group of lookups with one query. Lookups whose
 // callers gave up while they queued are left out.
 func (db *DB) lookUpOpenCarts(group []*openCartsLookup) {
-	live := group[:0]
-	for _, l := range group {
-		if l.ctx.Err() == nil {
-			live = append(live, l)
-		}
-	}
+	// A caller that gave up has stopped listening: nothing to answer.
+	live := batch.Live(group, func(l *openCartsLookup) context.Context { return l.ctx }, nil)
 	if len(live) == 0 {
 		return
 	}
