@@ -131,10 +131,13 @@ WHERE cv.tenant_id = $1 AND cv.connection_id = $2 AND cv.updated_at >= $3
 
 // linkedPacer spaces a linked-device number's sends: one at a time per
 // number, at least 60/MessagesPerMinute seconds apart and a random pause
-// between MinGap and MaxGap. Like Pacer it is per process; a number's
-// session and therefore its sends live on one node.
+// between MinGap and MaxGap. With a SlotSource (the messaging service's
+// always has one, on Postgres) a number's turns come from its one schedule,
+// whichever process sends: the session lives on one node, but the sends
+// are paced where they are made, on any node.
 type linkedPacer struct {
 	clock Clock
+	slots SlotSource // nil: this process's own schedule below
 	mu    sync.Mutex
 	next  map[string]time.Time // number → earliest next send
 }
@@ -153,6 +156,19 @@ func (p *linkedPacer) wait(ctx context.Context, number string, pc LinkedPacing) 
 			spread += rand.N(pc.MaxGap - pc.MinGap)
 		}
 		gap = max(gap, spread)
+	}
+	if p.slots != nil {
+		// One slot, gap before the next: the turn after every turn taken
+		// by any process. A turn given up is not given back; it costs the
+		// number one gap.
+		firstIn, err := p.slots.Claim(ctx, number, 1, gap)
+		if err != nil {
+			return fmt.Errorf("taking the linked-device number's turn: %w", err)
+		}
+		if firstIn <= 0 {
+			return ctx.Err()
+		}
+		return p.clock.Sleep(ctx, firstIn)
 	}
 	now := p.clock.Now()
 	p.mu.Lock()

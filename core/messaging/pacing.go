@@ -2,6 +2,7 @@ package messaging
 
 import (
 	"context"
+	"fmt"
 	"hash/maphash"
 	"sync"
 	"time"
@@ -40,13 +41,19 @@ func (realClock) Sleep(ctx context.Context, d time.Duration) error {
 // sharded maps: a send to a recipient who got a message a moment ago waits
 // only its own turn, and every other recipient's send goes straight on. No
 // lock is shared by all sends; a number's bucket is one small critical section
-// per send. Pacing is per process: several processes sending from the same
-// number each pace themselves, so a deployment runs sends of a number in one
-// worker (or lowers the tier it declares).
+// per send.
+//
+// A number's throughput is shared with every other process sending from it
+// when the Pacer has a [SlotSource] (the messaging service's always does,
+// on Postgres): its bucket then draws its slots from the number's one
+// schedule, a block at a time. The recipient gap stays per process: two
+// processes sending to the same recipient within the gap is rare, and Meta
+// answers it with 131056, which the service retries after the gap.
 type Pacer struct {
 	clock Clock
 	gap   time.Duration
 	seed  maphash.Seed
+	slots SlotSource // nil: this process's own buckets
 
 	shards [pacerShards]recipientShard
 
@@ -74,6 +81,15 @@ func NewPacer(clock Clock, gap time.Duration) *Pacer {
 		p.shards[i].next = map[string]time.Time{}
 	}
 	return p
+}
+
+// ShareThroughput makes the numbers' throughput come from src, shared with
+// the other processes drawing from it; call it before the first send.
+func (p *Pacer) ShareThroughput(src SlotSource) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.slots = src
+	clear(p.buckets)
 }
 
 // Wait blocks until a message from number to recipient may go, at most rate
@@ -132,7 +148,15 @@ func (p *Pacer) WaitRecipient(ctx context.Context, number, recipient string, bef
 // rate a second, or until ctx ends; on error no token is taken.
 func (p *Pacer) WaitThroughput(ctx context.Context, number string, rate int) error {
 	b := p.bucket(number, rate)
-	at := b.reserve(p.clock.Now())
+	var at time.Time
+	if b.shared != nil {
+		var err error
+		if at, err = b.reserveShared(ctx); err != nil {
+			return fmt.Errorf("waiting for a send slot of %s: %w", number, err)
+		}
+	} else {
+		at = b.reserve(p.clock.Now())
+	}
 	if d := at.Sub(p.clock.Now()); d > 0 {
 		if err := p.clock.Sleep(ctx, d); err != nil {
 			b.giveBack()
@@ -207,15 +231,25 @@ func (p *Pacer) sent(key string, at time.Time) {
 }
 
 func (p *Pacer) bucket(number string, rate int) *bucket {
+	if rate <= 0 {
+		rate = defaultTier
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	b, ok := p.buckets[number]
 	if !ok || b.rate != rate {
 		b = newBucket(rate)
+		if p.slots != nil {
+			b.shared = &shared{src: p.slots, clock: p.clock, number: number, block: int(b.tau/b.interval) + 1}
+		}
 		p.buckets[number] = b
 	}
 	return b
 }
+
+// defaultTier is a number's throughput when none is known: Meta's default
+// of 80 messages a second.
+const defaultTier = 80
 
 // bucket is a token bucket in its GCRA form: tat is the theoretical arrival
 // time of the next conforming message; a message may go at tat minus the
@@ -227,7 +261,10 @@ type bucket struct {
 	tau      time.Duration // burst tolerance
 
 	mu  sync.Mutex
-	tat time.Time
+	tat time.Time // this process's schedule, when not shared
+	// shared, when set, replaces tat: the slots come from the number's
+	// schedule shared with other processes.
+	shared *shared
 }
 
 // newBucket allows rate messages per second with a burst of a twentieth of
@@ -237,7 +274,7 @@ type bucket struct {
 // send and when Meta counts, so pacing at the full rate does not trip 130429.
 func newBucket(rate int) *bucket {
 	if rate <= 0 {
-		rate = 80
+		rate = defaultTier
 	}
 	burst := max(rate/20, 1)
 	interval := time.Second / time.Duration(rate)
@@ -260,8 +297,13 @@ func (b *bucket) reserve(now time.Time) time.Time {
 	return at
 }
 
-// giveBack returns a reserved token that was not used.
+// giveBack returns a reserved token that was not used. A shared slot is
+// not given back: other processes may hold the slots after it, and a wasted
+// slot only slows the number down by one message.
 func (b *bucket) giveBack() {
+	if b.shared != nil {
+		return
+	}
 	b.mu.Lock()
 	b.tat = b.tat.Add(-b.interval)
 	b.mu.Unlock()

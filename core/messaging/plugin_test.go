@@ -122,6 +122,20 @@ func newCloudRig(t testing.TB, tier, poolSize int) *cloudRig {
 	return r
 }
 
+// anotherProcess returns a second messaging service on the rig's database
+// and plugin, with pacers of its own: what another `ponte serve` replica
+// sending from the same number has.
+func (r *cloudRig) anotherProcess(t testing.TB) *Service {
+	t.Helper()
+	svc, err := New(Config{Pool: r.pool, Invoker: r.invoker, Consent: ConsentService{r.consent}, Guard: ConsentService{r.consent},
+		Templates: TemplateService{templates.New(r.pool, r.invoker, templates.Options{})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(svc.Close)
+	return svc
+}
+
 // addTemplate makes an approved template known to the fake and the ledger.
 func (r *cloudRig) addTemplate(t testing.TB, name, category, body string, params int) {
 	t.Helper()
@@ -333,12 +347,18 @@ func TestIntegrationCloudAPIReaction(t *testing.T) {
 // 131056 counts, which must be zero.
 //
 // Knobs: PONTE_BENCH_RECIPIENTS (default 20000), PONTE_BENCH_SENDERS
-// (concurrent sends, default 64).
+// (concurrent sends, default 64), PONTE_BENCH_PROCESSES (messaging
+// services sharing the number, as replicas do, default 1; the senders
+// take turns between them).
 func BenchmarkSendThroughput(b *testing.B) {
 	recipients := benchEnv("PONTE_BENCH_RECIPIENTS", 20000)
 	senders := benchEnv("PONTE_BENCH_SENDERS", 64)
 	ctx := context.Background()
 	r := newCloudRig(b, 1000, benchEnv("PONTE_BENCH_POOL", senders+8))
+	services := []*Service{r.svc}
+	for range benchEnv("PONTE_BENCH_PROCESSES", 1) - 1 {
+		services = append(services, r.anotherProcess(b))
+	}
 	r.fake.SetStatusOptions(fakegraph.StatusOptions{Disabled: true})
 	r.addTemplate(b, "spring_sale", "marketing", "Spring sale: 20% off this week", 0)
 
@@ -379,11 +399,12 @@ SELECT $1, id, 'marketing', 'opt_in', 'import', now() - interval '1 day' FROM c`
 		busy0, all0 := testenv.CPUTicks(0)
 		steal0, _ := testenv.CPUSteal()
 		start := time.Now()
-		for range senders {
+		for k := range senders {
+			svc := services[k%len(services)]
 			go func() {
 				var first error
 				for i := range jobs {
-					_, err := r.svc.Send(ctx, SendRequest{TenantID: r.tenantID, ConnectionID: r.connID, To: phones[i],
+					_, err := svc.Send(ctx, SendRequest{TenantID: r.tenantID, ConnectionID: r.connID, To: phones[i],
 						Kind: KindTemplate, Template: &Template{Name: "spring_sale", Language: "it"},
 						IdempotencyKey: fmt.Sprintf("bench:%d:%d", b.N, i)})
 					if err != nil && first == nil {

@@ -157,6 +157,9 @@ func New(cfg Config) (*Service, error) {
 	}
 	l := &ledger{pool: cfg.Pool, sent: newSentWriter(cfg.Pool)}
 	s := newService(cfg, l)
+	slots := SQLSlots{Pool: cfg.Pool}
+	s.pacer.ShareThroughput(slots)
+	s.linked.slots = slots
 	s.closeFn = l.sent.close
 	if g, ok := cfg.Guard.(GroupGuard); ok {
 		s.groups = newHoldGrouper(s, g)
