@@ -242,7 +242,9 @@ func (s *Service) ListContacts(ctx context.Context, tenantID string, f ContactFi
 		where = append(where, "name ILIKE "+arg("%"+likeEscape(f.Name)+"%"))
 	}
 	if f.Tag != "" {
-		where = append(where, "tags @> ARRAY["+arg(f.Tag)+"]::text[]")
+		// tags <> '{}' lets the plan use contacts_tags, which leaves out
+		// contacts without tags.
+		where = append(where, "tags @> ARRAY["+arg(f.Tag)+"]::text[] AND tags <> '{}'::text[]")
 	}
 	if f.AssignedTo != "" {
 		where = append(where, "EXISTS (SELECT 1 FROM conversations cv WHERE cv.tenant_id = $1 AND cv.contact_id = contacts.id AND cv.assignee_id = "+arg(f.AssignedTo)+")")

@@ -254,7 +254,9 @@ func (s *Service) ListConversations(ctx context.Context, tenantID string, f Conv
 		where = append(where, "cv.assignee_id = "+arg(f.Assignee))
 	}
 	if f.Tag != "" {
-		where = append(where, "ct.tags @> ARRAY["+arg(f.Tag)+"]::text[]")
+		// ct.tags <> '{}' lets the plan use contacts_tags, which leaves
+		// out contacts without tags.
+		where = append(where, "ct.tags @> ARRAY["+arg(f.Tag)+"]::text[] AND ct.tags <> '{}'::text[]")
 	}
 	if f.Unread != nil {
 		if *f.Unread {

@@ -114,7 +114,7 @@ FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text
             $10::text[], $11::text[])
      AS u(id, tenant_id, conversation_id, contact_id, connection_id, kind, content, purpose, idempotency_key, author_id,
           provider_message_id)
-ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING ` + messageColumns
 
 // runGroup takes a group through the hold and answers each send. When the

@@ -90,7 +90,7 @@ INSERT INTO messages (id, tenant_id, conversation_id, contact_id, connection_id,
                       provider_message_id)
 VALUES ($1, $2, $3, $4, $5, 'out', $6, $7, NULLIF($8, ''), $9, $10, NULLIF($11, ''), NULLIF($12, ''), NULLIF($13, ''),
         NULLIF($14, ''), $15, NULLIF($16, ''))
-ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+ON CONFLICT (tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING
 RETURNING ` + messageColumns
 
 func insertArgs(m Message) []any {
