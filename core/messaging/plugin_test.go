@@ -136,6 +136,25 @@ func (r *cloudRig) anotherProcess(t testing.TB) *Service {
 	return svc
 }
 
+// optedIn adds a contact for each phone, with a conversation on the rig's
+// number and a marketing opt-in from yesterday, in one statement.
+func (r *cloudRig) optedIn(t testing.TB, phones []string) {
+	t.Helper()
+	if _, err := r.pool.Exec(context.Background(), `
+WITH c AS (
+    INSERT INTO contacts (id, tenant_id, phone)
+    SELECT 'ct_' || md5(p), $1, p FROM unnest($2::text[]) AS u(p)
+    RETURNING id
+), cv AS (
+    INSERT INTO conversations (id, tenant_id, contact_id, connection_id)
+    SELECT 'cv_' || id, $1, id, $3 FROM c
+)
+INSERT INTO consent_records (tenant_id, contact_id, purpose, action, source, occurred_at)
+SELECT $1, id, 'marketing', 'opt_in', 'import', now() - interval '1 day' FROM c`, r.tenantID, phones, r.connID); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // addTemplate makes an approved template known to the fake and the ledger.
 func (r *cloudRig) addTemplate(t testing.TB, name, category, body string, params int) {
 	t.Helper()
@@ -366,20 +385,7 @@ func BenchmarkSendThroughput(b *testing.B) {
 	for i := range phones {
 		phones[i] = fmt.Sprintf("+3935%08d", i)
 	}
-	// Contacts, conversations and opt-ins in bulk, outside the clock.
-	if _, err := r.pool.Exec(ctx, `
-WITH c AS (
-    INSERT INTO contacts (id, tenant_id, phone)
-    SELECT 'ct_bench' || i, $1, p FROM unnest($2::text[]) WITH ORDINALITY AS u(p, i)
-    RETURNING id
-), cv AS (
-    INSERT INTO conversations (id, tenant_id, contact_id, connection_id)
-    SELECT 'cv_' || id, $1, id, $3 FROM c
-)
-INSERT INTO consent_records (tenant_id, contact_id, purpose, action, source, occurred_at)
-SELECT $1, id, 'marketing', 'opt_in', 'import', now() - interval '1 day' FROM c`, r.tenantID, phones, r.connID); err != nil {
-		b.Fatal(err)
-	}
+	r.optedIn(b, phones) // outside the clock
 	// Fresh statistics, as autovacuum would have them on a live database.
 	if _, err := r.pool.Exec(ctx, `ANALYZE contacts, conversations, consent_records, messages, templates`); err != nil {
 		b.Fatal(err)

@@ -29,16 +29,7 @@ func TestIntegrationTwoProcessesShareANumber(t *testing.T) {
 	for i := range phones {
 		phones[i] = fmt.Sprintf("+3936%08d", i)
 	}
-	if _, err := r.pool.Exec(ctx, `
-WITH c AS (
-    INSERT INTO contacts (id, tenant_id, phone)
-    SELECT 'ct_share' || i, $1, p FROM unnest($2::text[]) WITH ORDINALITY AS u(p, i)
-    RETURNING id
-)
-INSERT INTO consent_records (tenant_id, contact_id, purpose, action, source, occurred_at)
-SELECT $1, id, 'marketing', 'opt_in', 'import', now() - interval '1 day' FROM c`, r.tenantID, phones); err != nil {
-		t.Fatal(err)
-	}
+	r.optedIn(t, phones)
 	other := r.anotherProcess(t)
 	t.Cleanup(r.svc.Close)
 

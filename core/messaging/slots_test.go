@@ -40,6 +40,16 @@ func (s *sharedSchedule) Claim(_ context.Context, number string, n int, interval
 	return start.Sub(now), nil
 }
 
+// twoProcesses returns the pacers of two processes sharing one schedule.
+func twoProcesses() (*fakeClock, *sharedSchedule, *Pacer, *Pacer) {
+	clock := newFakeClock()
+	schedule := newSharedSchedule(clock)
+	a, b := NewPacer(clock, 6*time.Second), NewPacer(clock, 6*time.Second)
+	a.ShareThroughput(schedule)
+	b.ShareThroughput(schedule)
+	return clock, schedule, a, b
+}
+
 func (s *sharedSchedule) claimCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -52,11 +62,7 @@ func (s *sharedSchedule) claimCount() int {
 // time and a second holds twice the tier, and this test fails.
 func TestPacersShareANumber(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
-	schedule := newSharedSchedule(clock)
-	a, b := NewPacer(clock, 6*time.Second), NewPacer(clock, 6*time.Second)
-	a.ShareThroughput(schedule)
-	b.ShareThroughput(schedule)
+	clock, schedule, a, b := twoProcesses()
 	ctx := context.Background()
 
 	const rate, sends = 1000, 2000
@@ -99,11 +105,7 @@ func TestPacersShareANumber(t *testing.T) {
 // each occasional send would throw away 49 slots of the number's second.
 func TestSharedSlotsOccasionalSender(t *testing.T) {
 	t.Parallel()
-	clock := newFakeClock()
-	schedule := newSharedSchedule(clock)
-	busy, occasional := NewPacer(clock, 6*time.Second), NewPacer(clock, 6*time.Second)
-	busy.ShareThroughput(schedule)
-	occasional.ShareThroughput(schedule)
+	clock, _, busy, occasional := twoProcesses()
 	ctx := context.Background()
 
 	const rate, sends = 1000, 2000
