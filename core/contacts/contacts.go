@@ -50,12 +50,17 @@ type Config struct {
 // Service is the contacts and conversations service. It is safe for
 // concurrent use.
 type Service struct {
-	pool   *pgxpool.Pool
-	region string
-	log    *slog.Logger
+	pool *pgxpool.Pool
+	log  *slog.Logger
 	// inbound groups the inbound messages of senders known by phone.
 	inbound *inboundGrouper
+	// phones caches NormalizePhone in the service's region.
+	phones *phoneCache
 }
+
+// phoneCacheSize is how many numbers a generation of the phone cache holds:
+// at most about 2 × 16,384 × 100 bytes, some 3 MB.
+const phoneCacheSize = 16384
 
 // New returns a Service.
 func New(cfg Config) (*Service, error) {
@@ -71,13 +76,15 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	s := &Service{pool: cfg.Pool, region: strings.ToUpper(cfg.DefaultRegion), log: cfg.Logger}
+	region := strings.ToUpper(cfg.DefaultRegion)
+	s := &Service{pool: cfg.Pool, log: cfg.Logger, phones: newPhoneCache(region, phoneCacheSize)}
 	s.inbound = newInboundGrouper(s)
 	return s, nil
 }
 
 // NormalizePhone is [NormalizePhone] with the service's default region.
-func (s *Service) NormalizePhone(raw string) (string, error) { return NormalizePhone(raw, s.region) }
+// Valid numbers are remembered, so a sender's number is parsed once.
+func (s *Service) NormalizePhone(raw string) (string, error) { return s.phones.normalize(raw) }
 
 // Contact is a person a tenant talks to.
 type Contact struct {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/nyaruka/phonenumbers"
 )
@@ -50,4 +51,56 @@ func isDigits(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// phoneCache remembers the E.164 form of raw numbers the service has
+// normalized: libphonenumber's parse and validity check cost 29 µs and 74
+// allocations (its regular expressions; BenchmarkNormalizePhone), against
+// 31 ns for a cached number. Under load it was 9 % of ponte's CPU for an
+// inbound message, and most inbound messages come from senders seen before. Two
+// generations bound it: when the current one fills, it becomes the previous
+// one and the older is dropped, so numbers in use stay and the cache never
+// holds more than twice its size. Only valid numbers are kept; a refused
+// one is parsed again, to the same error.
+type phoneCache struct {
+	region string
+	size   int
+
+	mu       sync.Mutex
+	current  map[string]string
+	previous map[string]string
+}
+
+func newPhoneCache(region string, size int) *phoneCache {
+	return &phoneCache{region: region, size: size, current: make(map[string]string, size)}
+}
+
+// normalize is NormalizePhone(raw, region) through the cache.
+func (c *phoneCache) normalize(raw string) (string, error) {
+	c.mu.Lock()
+	if e164, ok := c.current[raw]; ok {
+		c.mu.Unlock()
+		return e164, nil
+	}
+	if e164, ok := c.previous[raw]; ok {
+		c.keepLocked(raw, e164)
+		c.mu.Unlock()
+		return e164, nil
+	}
+	c.mu.Unlock()
+	e164, err := NormalizePhone(raw, c.region)
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	c.keepLocked(raw, e164)
+	c.mu.Unlock()
+	return e164, nil
+}
+
+func (c *phoneCache) keepLocked(raw, e164 string) {
+	if len(c.current) >= c.size {
+		c.previous, c.current = c.current, make(map[string]string, c.size)
+	}
+	c.current[raw] = e164
 }
