@@ -29,15 +29,13 @@ type Batcher[T any] struct {
 	idle    *sync.Cond // signalled when running drops to zero
 }
 
-// New returns a Batcher calling flush with groups of up to max requests,
-// from at most workers goroutines at once. flush owns its slice.
-func New[T any](workers, max int, flush func([]T)) *Batcher[T] {
-	b := &Batcher[T]{flush: flush, workers: max1(workers), max: max1(max)}
+// New returns a Batcher calling flush with groups of up to maxGroup
+// requests, from at most workers goroutines at once. flush owns its slice.
+func New[T any](workers, maxGroup int, flush func([]T)) *Batcher[T] {
+	b := &Batcher[T]{flush: flush, workers: max(workers, 1), max: max(maxGroup, 1)}
 	b.idle = sync.NewCond(&b.mu)
 	return b
 }
-
-func max1(n int) int { return max(n, 1) }
 
 // Submit queues v for a group. It reports false, with v not queued, after
 // Close: the caller then handles v itself.

@@ -159,8 +159,8 @@ func (b *bucket) reserveShared(ctx context.Context) (time.Time, error) {
 			slot := sh.blocks[0].next
 			sh.blocks[0].next = slot.Add(b.interval)
 			sh.noteUsed(now, window)
-			if left-1 <= sh.claimSize(now, window, 0)/2 && sh.claiming == nil {
-				b.claimLocked(sh.claimSize(now, window, 0))
+			if size := sh.claimSize(now, window, 0); left-1 <= size/2 && sh.claiming == nil {
+				b.claimLocked(size)
 			}
 			b.mu.Unlock()
 			at := slot.Add(-b.tau)
